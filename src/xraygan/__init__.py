@@ -1,0 +1,30 @@
+"""xraygan: GANs for X-ray images, with honest evaluation.
+
+The command line (``xraygan``) is a thin layer over these functions, imported lazily so that
+``import xraygan`` stays cheap:
+
+- :func:`xraygan.prepare` -- turn a folder, CSV, DICOM set or MedMNIST npz into a prepared dataset.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> "module:attribute"
+_API = {
+    "prepare": "xraygan.data.prepare:prepare",
+    "PreparedDataset": "xraygan.data.dataset:PreparedDataset",
+    "XrayganError": "xraygan.errors:XrayganError",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        import importlib
+
+        mod, attr = _API[name].split(":")
+        return getattr(importlib.import_module(mod), attr)
+    raise AttributeError(f"module 'xraygan' has no attribute {name!r}")

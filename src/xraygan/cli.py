@@ -1,0 +1,149 @@
+"""The ``xraygan`` command line: parse options, build a config, call the library.
+
+Each subcommand lives in ``xraygan.commands.<name>`` and exposes ``HELP`` (one line),
+``add_arguments(parser)`` and ``run(args) -> int``. Command modules import torch and friends
+inside ``run`` only, so ``xraygan --help`` stays fast.
+
+Every subcommand also accepts ``--config FILE.yaml`` (keys are option names; the command line
+overrides them) and ``--print-config`` (print the resolved options as YAML and exit). Commands
+that train accept ``--preset NAME`` (see ``xraygan presets``).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from xraygan import __version__
+from xraygan.errors import XrayganError
+
+# name -> module; the order is the order of `xraygan --help`.
+COMMANDS: dict[str, str] = {
+    "prepare": "xraygan.commands.prepare",
+}
+
+_COMMON = {"config", "print_config", "preset", "command", "_run", "verbose", "quiet"}
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, with one sub-parser per registered command."""
+    parser = argparse.ArgumentParser(
+        prog="xraygan",
+        description="Train GANs on X-ray images, generate synthetic X-rays, evaluate them, and test "
+        "whether they help a classifier. Run `xraygan COMMAND --help` for each command.",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"xraygan {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, modname in COMMANDS.items():
+        mod = importlib.import_module(modname)
+        sp = sub.add_parser(name, help=mod.HELP, description=mod.__doc__, formatter_class=_Formatter)
+        mod.add_arguments(sp)
+        g = sp.add_argument_group("configuration")
+        g.add_argument("--config", metavar="FILE.yaml", help="read options from a YAML file (keys are option names); the command line overrides it")
+        g.add_argument("--print-config", action="store_true", help="print the resolved options as YAML and exit")
+        if getattr(mod, "PRESETS", False):
+            g.add_argument("--preset", metavar="NAME", help="start from a shipped preset (list them with `xraygan presets`)")
+        g.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+        g.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+        sp.set_defaults(_run=mod.run)
+    return parser
+
+
+def _load_yaml_options(path: Path, sp: argparse.ArgumentParser, what: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise XrayganError(f"{what} {path} does not exist") from None
+    except yaml.YAMLError as e:
+        raise XrayganError(f"{what} {path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise XrayganError(f"{what} {path} must be a mapping of option names to values")
+    known = {a.dest for a in sp._actions}
+    out = {}
+    for key, value in data.items():
+        dest = str(key).replace("-", "_")
+        if dest not in known or dest in _COMMON:
+            raise XrayganError(f"{what} {path}: unknown option '{key}' for `xraygan {sp.prog.split()[-1]}`")
+        out[dest] = value
+    return out
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]
+    raise KeyError(name)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv`` applying preset, then config file, then command-line options."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    if not args.command:
+        return args
+    sp = _subparser(parser, args.command)
+    defaults: dict[str, Any] = {}
+    if getattr(args, "preset", None):
+        from xraygan.presets import preset_path
+
+        defaults.update(_load_yaml_options(preset_path(args.preset), sp, "preset"))
+    if args.config:
+        defaults.update(_load_yaml_options(Path(args.config), sp, "config file"))
+    if defaults:
+        sp.set_defaults(**defaults)
+        # positional arguments given in a config file are no longer required on the command line
+        for action in sp._actions:
+            if action.dest in defaults and not action.option_strings:
+                action.nargs = "?" if action.nargs is None else action.nargs
+        args = parser.parse_args(argv)
+    return args
+
+
+def resolved_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of a parsed command as a plain dict (what --print-config shows)."""
+    out = {}
+    for k, v in vars(args).items():
+        if k in _COMMON:
+            continue
+        out[k] = str(v) if isinstance(v, Path) else v
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``xraygan`` console script; returns the exit status."""
+    try:
+        args = parse_args(argv)
+    except XrayganError as e:
+        print(f"xraygan: error: {e}", file=sys.stderr)
+        return 2
+    if not args.command:
+        build_parser().print_help()
+        return 0
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    if args.print_config:
+        print(yaml.safe_dump(resolved_options(args), sort_keys=False), end="")
+        return 0
+    try:
+        return int(args._run(args) or 0)
+    except XrayganError as e:
+        print(f"xraygan {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"xraygan {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,29 @@
+"""Shared fixtures: tiny prepared datasets written directly in the prepared-dataset format."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import make_prepared
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "chest-xray-pneumonia"
+
+
+@pytest.fixture
+def tiny_prepared(tmp_path: Path) -> Path:
+    """A 2-class prepared dataset: 16 px, 24 images per class, 2 images per patient."""
+    return make_prepared(tmp_path / "prepared", size=16, n_per_class=24)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real chest X-ray data beside the checkout; tests using it skip when it is absent."""
+    if not (SHARED_DATA / "labels.csv").is_file():
+        pytest.skip(f"needs the shared chest X-ray data at {SHARED_DATA} (not part of a fresh clone)")
+    return SHARED_DATA
+
+
+def pytest_configure(config):
+    os.environ.setdefault("MPLBACKEND", "Agg")
