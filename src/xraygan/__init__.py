@@ -14,8 +14,15 @@ __version__ = "0.1.0"
 # public name -> "module:attribute"
 _API = {
     "prepare": "xraygan.data.prepare:prepare",
+    "open_image_set": "xraygan.data.sources:open_image_set",
+    "sample_path": "xraygan.data.sample:sample_path",
     "PreparedDataset": "xraygan.data.dataset:PreparedDataset",
     "XrayganError": "xraygan.errors:XrayganError",
+    "evaluate": "xraygan.metrics.evaluate:evaluate",
+    "write_report": "xraygan.report.html:write_report",
+    "write_model_card": "xraygan.report.model_card:write_model_card",
+    "write_secondary_capture": "xraygan.export.dicom:write_secondary_capture",
+    "Tracker": "xraygan.training.tracking:Tracker",
 }
 
 __all__ = ["__version__", *_API]

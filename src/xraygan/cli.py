@@ -25,6 +25,13 @@ from xraygan.errors import XrayganError
 # name -> module; the order is the order of `xraygan --help`.
 COMMANDS: dict[str, str] = {
     "prepare": "xraygan.commands.prepare",
+    "train": "xraygan.commands.train",
+    "generate": "xraygan.commands.generate",
+    "evaluate": "xraygan.commands.evaluate",
+    "demo": "xraygan.commands.demo",
+    "experiment": "xraygan.commands.experiment",
+    "presets": "xraygan.commands.presets",
+    "report": "xraygan.commands.report",
 }
 
 _COMMON = {"config", "print_config", "preset", "command", "_run", "verbose", "quiet"}

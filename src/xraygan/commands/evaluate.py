@@ -1,0 +1,105 @@
+"""Measure synthetic X-rays: how real (Frechet distance, KID, precision/recall, density/coverage,
+class consistency), how diverse (mean SSIM over random pairs) and how novel (nearest training
+images, authenticity). Every score is printed beside its floor: the same metric between two
+disjoint halves of the real data at the same n (or the same statistic within the real set).
+
+Two forms:
+  xraygan evaluate --real data/cxr64 --fake samples/ --out eval.json
+  xraygan evaluate runs/dcgan1 --real data/cxr64 [--checkpoint best]
+
+DIRs are prepared datasets or folders with one sub-folder per class (what `generate` writes).
+With a RUN, --n images are sampled from its EMA generator and the JSON is also stored in
+RUN/eval/step_<step>_<features>.json. Memorisation uses --train, or, when --real is a prepared
+dataset, its train split against its val+test splits.
+
+Extractors (--features): xray (default; the encoder shipped with xraygan), random (seeded random
+CNN, no weights), inception (standard FID Inception-v3; needs --inception-weights FILE and
+torch-fidelity; offline numbers are comparable with published FID only with that exact file),
+radiomics (pyradiomics-bhklab; slow: about 0.1-0.5 s per image on one core, use a small --n).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "measure synthetic X-rays against real ones (FD, KID, PRDC, SSIM, memorisation) beside the real-vs-real floor"
+
+ROWS = (("fd", "Frechet distance", "lower"), ("kid", "KID", "lower"), ("precision", "precision (k=3)", "higher"),
+        ("recall", "recall (k=3)", "higher"), ("density", "density (k=5)", "~1"), ("coverage", "coverage (k=5)", "higher"),
+        ("ssim", "mean SSIM (diversity)", "near real"))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of `xraygan evaluate`."""
+    p.add_argument("run", nargs="?", type=Path, default=None, help="a run folder to sample from (instead of --fake)")
+    p.add_argument("--real", type=Path, required=True, help="real images: prepared dataset or folder of class sub-folders")
+    p.add_argument("--fake", type=Path, default=None, help="synthetic images: folder of class sub-folders (what `generate` writes) or prepared dataset")
+    p.add_argument("--train", type=Path, default=None, help="the GAN's training images, for memorisation (default: --real's train split when it is a prepared dataset)")
+    p.add_argument("--checkpoint", default="best", help="with RUN: checkpoint to sample (best, latest or a path); falls back to latest when there is no best.pt")
+    p.add_argument("--features", default="xray", choices=("xray", "random", "inception", "radiomics"), help="feature extractor for FD, KID, PRDC and feature-space memorisation")
+    p.add_argument("--n", type=int, default=2000, help="images per side (real half A, real half B, synthetic); fewer if fewer exist")
+    p.add_argument("--size", type=int, default=None, help="evaluation resolution in pixels (default: the real images' size); both sides are resized with the same resizer")
+    p.add_argument("--out", type=Path, default=None, help="JSON file to write (and OUT.pairs.png); default: RUN/eval/step_<step>_<features>.json, or FAKE.eval-<features>.json beside --fake")
+    g = p.add_argument_group("metric options")
+    g.add_argument("--seed", type=int, default=0, help="seed of the real halves, the synthetic sample, KID subsets and SSIM pairs")
+    g.add_argument("--ssim-pairs", type=int, default=2000, help="random pairs for the mean SSIM diversity score")
+    g.add_argument("--kid-subsets", type=int, default=100, help="random subsets over which KID is averaged")
+    g.add_argument("--kid-subset-size", type=int, default=1000, help="images per KID subset (capped at n)")
+    g.add_argument("--no-per-class", action="store_true", help="overall scores only")
+    g = p.add_argument_group("extractor options")
+    g.add_argument("--inception-weights", type=Path, default=None, help="local pt_inception-2015-12-05-6726825d.pth for --features inception")
+    g.add_argument("--encoder", type=Path, default=None, help="use this xray encoder checkpoint instead of the shipped one")
+    g.add_argument("--cache", type=Path, default=None, help="folder caching real-set features (default: $XRAYGAN_CACHE or ~/.cache/xraygan/features)")
+    g.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+
+def format_result(res: dict) -> str:
+    """A plain-text table: metric | synthetic vs real | floor (real vs real), overall and per class."""
+    lines = [f"n = {res['n']} per side, {res['resolution']} px, features {res['features']['name']} ({res['features']['fingerprint']})"]
+    groups = [("overall", res["overall"])] + list(res.get("per_class", {}).items())
+    for name, block in groups:
+        lines.append(f"\n[{name}]" + (f" n = {block['n']}" if "n" in block else ""))
+        lines.append(f"  {'metric':24s} {'synthetic':>12s} {'floor':>12s}  better")
+        for key, label, better in ROWS:
+            v = block.get(key) or {}
+            lines.append(f"  {label:24s} {_fmt(v.get('value')):>12s} {_fmt(v.get('floor')):>12s}  {better}")
+    cc = res.get("class_consistency")
+    if cc:
+        lines.append("\n[class consistency: share read as its class by the encoder head]")
+        lines += [f"  {c:24s} {_fmt(v['value']):>12s} {_fmt(v['floor']):>12s}  (real)" for c, v in cc.items()]
+    memo = res.get("memorisation")
+    if memo:
+        lines.append(f"\n[memorisation: {res.get('memorisation_sets')}]")
+        for space in ("pixel", "feature"):
+            m = memo[space]
+            lines.append(f"  {space:8s} below 1st pct of held-out: {m['fake_below']}/{m['n_fake']} (held-out {m['heldout_below_share']:.1%}); "
+                         f"authenticity {m['authenticity']:.3f} (held-out {m['authenticity_heldout']:.3f})")
+        if memo.get("closest_pairs_png"):
+            lines.append(f"  closest pairs: {memo['closest_pairs_png']}")
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Call :func:`xraygan.metrics.evaluate.evaluate` with the parsed options and print the table."""
+    from xraygan.metrics.evaluate import evaluate
+
+    checkpoint, out = args.checkpoint, args.out
+    if out is None and args.run is None and args.fake is not None:
+        out = args.fake.parent / f"{args.fake.name}.eval-{args.features}.json"  # beside the synthetic folder
+    if args.run is not None and checkpoint == "best" and not (args.run / "checkpoints" / "best.pt").is_file():
+        checkpoint = "latest"
+    res = evaluate(
+        args.real, args.fake, train=args.train, run=args.run, checkpoint=checkpoint, size=args.size, out=out,
+        features=args.features, n=args.n, seed=args.seed, ssim_pairs=args.ssim_pairs, kid_subsets=args.kid_subsets,
+        kid_subset_size=args.kid_subset_size, device=args.device, inception_weights=args.inception_weights,
+        encoder_path=args.encoder, cache=False if args.no_cache else args.cache, per_class=not args.no_per_class,
+    )
+    print(format_result(res))
+    for path in res.get("stored", []):
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,66 @@
+"""Turn X-ray images into a prepared dataset: square grayscale PNGs at one size, a uint8 array,
+a manifest with patient ids and patient-level stratified train/val/test splits.
+
+SOURCE is one of:
+  - a folder with one sub-folder per class (PNG/JPEG/TIFF/BMP 8- or 16-bit, gray/RGB/RGBA, or DICOM);
+  - a CSV with image paths relative to the CSV's folder (--path-col, --label-col, --patient-col);
+  - a MedMNIST .npz (train_/val_/test_ images and labels; its own split is kept; --label-names).
+
+Patient ids come from the CSV's patient column, else --patient-regex on file names, else the DICOM
+PatientID; without any, every image is its own patient (a loud warning: patients may leak across
+splits). For the Kermany chest X-ray names use
+  --patient-regex '^(person\\d+)_|^((?:NORMAL2-)?IM)-(\\d+)'
+which maps person123_bacteria_456.jpeg -> person123 and IM-0115-0001.jpeg -> im0115 (the capture
+groups are joined and lower-cased; a named group (?P<patient>...) is used alone when present).
+
+Example:
+  xraygan prepare ../shared/data/chest-xray-pneumonia/labels.csv data/cxr64 --size 64
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "turn a class folder, CSV, DICOM set or MedMNIST npz into a prepared dataset"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of `xraygan prepare`."""
+    p.add_argument("source", type=Path, help="class folder, CSV file or MedMNIST .npz")
+    p.add_argument("out", type=Path, help="output folder (refused if it exists and is not empty, unless --force)")
+    p.add_argument("--size", type=int, default=64, help="side of the square output images in pixels (power of two, 8..1024)")
+    p.add_argument("--any-size", action="store_true", help="allow a --size that is not a power of two (e.g. 224 for classifiers; the GANs need powers of two)")
+    p.add_argument("--fit", choices=("pad", "crop", "squash"), default="pad",
+                   help="how a non-square image becomes square: pad with black borders, centre-crop, or squash (change aspect ratio)")
+    p.add_argument("--allow-upsample", action="store_true", help="allow enlarging images smaller than --size (refused by default)")
+    p.add_argument("--val", type=float, default=0.1, help="fraction of images (by patient, per class) for validation")
+    p.add_argument("--test", type=float, default=0.1, help="fraction of images (by patient, per class) for testing")
+    p.add_argument("--seed", type=int, default=0, help="seed of the patient-level split")
+    g = p.add_argument_group("CSV and label options")
+    g.add_argument("--path-col", default="path", help="CSV column with image paths (relative to the CSV's folder)")
+    g.add_argument("--label-col", default="label", help="CSV column with class labels")
+    g.add_argument("--patient-col", default=None, help="CSV column with patient ids (default: 'patient_id' when present)")
+    g.add_argument("--patient-regex", default=None,
+                   help="regular expression extracting a patient id from each file name (capture groups joined, lower-cased); overrides other patient ids")
+    g.add_argument("--label-names", default=None, help="comma-separated class names for the integer labels of a .npz source, e.g. normal,pneumonia")
+    g.add_argument("--allow-single-class", action="store_true", help="accept a source with one class only (by default two or more are required)")
+    g = p.add_argument_group("run options")
+    g.add_argument("--skip-bad", action="store_true", help="skip corrupt, truncated, empty or non-image files (listed in the log and dataset.json) instead of stopping")
+    g.add_argument("--force", action="store_true", help="replace an existing non-empty output folder")
+    g.add_argument("--workers", type=int, default=1, help="processes decoding images in parallel (0 = min(4, CPUs))")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Call :func:`xraygan.data.prepare.prepare` with the parsed options."""
+    from xraygan.data.prepare import default_workers, prepare
+
+    names = [n.strip() for n in args.label_names.split(",")] if args.label_names else None
+    ds = prepare(
+        args.source, args.out, size=args.size, val=args.val, test=args.test, seed=args.seed, fit=args.fit,
+        allow_upsample=args.allow_upsample, path_col=args.path_col, label_col=args.label_col,
+        patient_col=args.patient_col, patient_regex=args.patient_regex, label_names=names,
+        skip_bad=args.skip_bad, allow_single_class=args.allow_single_class, force=args.force,
+        workers=args.workers if args.workers != 0 else default_workers(), any_size=args.any_size,
+    )
+    print(f"wrote {len(ds)} images ({', '.join(ds.classes)}) to {ds.root}")
+    return 0

@@ -1,0 +1,92 @@
+"""Train a GAN on a prepared dataset and write a run folder.
+
+The run folder holds config.yaml, checkpoints/ (latest.pt and step-numbered ones), metrics.jsonl,
+samples/ (a fixed-latent grid per --sample-every steps, one row per class) and loss.png.
+--steps is the total the run should reach; --max-time bounds this invocation. Continue a stopped
+run with `xraygan train --resume RUN [--steps N]`.
+
+Examples:
+  xraygan train data/prepared --out runs/cxr --model dcgan --conditional --max-time 1200
+  xraygan train data/prepared --out runs/normal --label NORMAL --steps 5000
+  xraygan train --resume runs/cxr --steps 40000
+"""
+from __future__ import annotations
+
+import argparse
+
+HELP = "train a GAN (DCGAN, ...) on a prepared dataset"
+PRESETS = True
+
+
+def _model_option(text: str) -> tuple[str, object]:
+    import yaml
+
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip().replace("-", "_"), yaml.safe_load(value)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of `xraygan train`."""
+    p.add_argument("data", nargs="?", help="prepared dataset folder (from `xraygan prepare`); not needed with --resume")
+    p.add_argument("--out", help="run folder to create (refused if it exists, unless --force)")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN from checkpoints/latest.pt (its saved options apply; --steps/--max-time/--device may change)")
+    p.add_argument("--model", default="dcgan", help="GAN family: dcgan, dcgan-tutorial (the PyTorch tutorial's networks), and any registered in xraygan.training.families")
+    p.add_argument("--size", type=int, help="training size in pixels (power of two, at most the prepared size); default: the prepared size")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--conditional", action="store_true", help="one model for all classes (label embedding in G, projection D)")
+    g.add_argument("--label", help="train on this one class only (an unconditional model per class)")
+    p.add_argument("--split", default="train", help="split(s) to train on, comma-separated (train, val, test)")
+    p.add_argument("--loss", choices=["bce", "hinge"], default="bce", help="non-saturating BCE (with --smooth) or hinge loss")
+    p.add_argument("--smooth", type=float, default=0.9, help="one-sided label smoothing: target for real images in the BCE loss (1 = off)")
+    p.add_argument("--lr-g", type=float, default=2e-4, help="generator learning rate (Adam)")
+    p.add_argument("--lr-d", type=float, default=2e-4, help="discriminator learning rate (Adam)")
+    p.add_argument("--beta1", type=float, default=0.5, help="Adam beta1")
+    p.add_argument("--beta2", type=float, default=0.999, help="Adam beta2")
+    p.add_argument("--batch", type=int, default=64, help="batch size")
+    p.add_argument("--latent-dim", type=int, default=128, help="latent size (dcgan-tutorial always uses 100)")
+    p.add_argument("--width", type=int, default=64, help="base number of feature maps (channels at the highest resolution)")
+    p.add_argument("--ema", type=float, default=0.999, help="decay of the EMA generator used for samples and generation (0 = off)")
+    p.add_argument("--diffaug", default="auto", help="DiffAugment ops, comma-separated from translation,cutout,color (brightness+contrast); 'none' disables; auto = all three below 1000 training images")
+    p.add_argument("--steps", type=int, help="total number of training steps the run should reach (default 20000; with --resume: the run's saved value)")
+    p.add_argument("--max-time", type=float, help="stop this invocation after this many seconds (a checkpoint is written)")
+    p.add_argument("--sample-every", type=int, default=500, help="write a sample grid every N steps")
+    p.add_argument("--ckpt-every", type=int, default=1000, help="write checkpoints every N steps")
+    p.add_argument("--keep-ckpts", type=int, default=5, help="step-numbered checkpoints to keep (0 = all)")
+    p.add_argument("--log-every", type=int, default=10, help="append to metrics.jsonl every N steps")
+    p.add_argument("--eval-every", type=int, default=0, help="evaluate the generator every N steps and keep checkpoints/best.pt (0 = off)")
+    p.add_argument("--model-option", action="append", type=_model_option, default=[], metavar="KEY=VALUE", help="an option of the chosen --model family (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (data order, latents, augmentation)")
+    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 autocast) on CUDA")
+    p.add_argument("--force", action="store_true", help="replace an existing run folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build a TrainConfig from the options and call xraygan.training.loop.train."""
+    from xraygan.errors import XrayganError
+    from xraygan.training.config import TrainConfig
+    from xraygan.training.loop import resume_config, train
+
+    if args.resume:
+        cfg = resume_config(args.resume, steps=args.steps, max_time=args.max_time, device=args.device)
+        out = train(cfg, resume=True)
+    else:
+        if not args.data or not args.out:
+            raise XrayganError("give a prepared dataset and --out RUN (or --resume RUN)")
+        cfg = TrainConfig(
+            data=args.data, out=args.out, model=args.model, size=args.size, conditional=args.conditional,
+            label=args.label, split=tuple(s.strip() for s in str(args.split).split(",") if s.strip()),
+            loss=args.loss, smooth=args.smooth, lr_g=args.lr_g, lr_d=args.lr_d, beta1=args.beta1, beta2=args.beta2,
+            batch=args.batch, latent_dim=args.latent_dim, width=args.width, ema=args.ema, diffaug=args.diffaug,
+            steps=args.steps or 20000, max_time=args.max_time, sample_every=args.sample_every, ckpt_every=args.ckpt_every,
+            keep_ckpts=args.keep_ckpts, log_every=args.log_every, eval_every=args.eval_every, seed=args.seed,
+            device=args.device or "auto", amp=args.amp, force=args.force, model_options=dict(args.model_option),
+        )
+        out = train(cfg)
+    print(f"run: {out}")
+    print(f"  samples: {out / 'samples'}   checkpoint: {out / 'checkpoints' / 'latest.pt'}")
+    print(f"  generate images: xraygan generate {out} --n 500 --out SYNTHETIC_DIR")
+    return 0
+

@@ -1,0 +1,112 @@
+"""Patient-grouped stratified folds over a prepared dataset's train+val patients, and leakage checks.
+
+Folds are made with scikit-learn's ``StratifiedGroupKFold`` (every image of a patient lands in
+the same fold; class proportions are kept as well as grouping allows). The prepared test split
+is never part of a fold: it is the external test set, touched only at evaluation.
+``real_fraction`` < 1 keeps that fraction of each fold's *training* patients (stratified by the
+patient's label) for the low-data regime; the dropped patients are what the ``oracle`` control
+returns. Any GAN trained for a fold must have been trained on none of the fold's test patients
+(:func:`check_no_leakage`).
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from xraygan.data.dataset import PreparedDataset
+from xraygan.errors import XrayganError
+
+
+@dataclass
+class Fold:
+    """One fold: row indices into the prepared dataset (all from its train+val splits)."""
+
+    index: int
+    train: np.ndarray  # rows the classifier (and the fold's GAN) may train on
+    test: np.ndarray  # the fold's held-out rows
+    dropped: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # training rows left out by real_fraction
+
+    def to_dict(self, ds: PreparedDataset) -> dict:
+        pats = ds.patients
+        return {
+            "index": self.index,
+            "n_train": int(len(self.train)), "n_test": int(len(self.test)), "n_dropped": int(len(self.dropped)),
+            "train_patients": sorted(set(pats[self.train])),
+            "test_patients": sorted(set(pats[self.test])),
+        }
+
+
+def _patient_labels(labels: np.ndarray, patients: np.ndarray) -> dict[str, int]:
+    """Majority label of each patient (ties go to the larger label, i.e. the positive class)."""
+    out = {}
+    for p in np.unique(patients):
+        counts = np.bincount(labels[patients == p])
+        out[p] = int(len(counts) - 1 - np.argmax(counts[::-1]))
+    return out
+
+
+def subsample_patients(rows: np.ndarray, ds: PreparedDataset, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keep ``fraction`` of the patients of ``rows`` per class (at least one per class); (kept, dropped)."""
+    if not 0 < fraction <= 1:
+        raise XrayganError(f"--real-fraction {fraction}: must be in (0, 1]")
+    if fraction == 1:
+        return rows, np.zeros(0, np.int64)
+    labels, pats = ds.labels[rows], ds.patients[rows]
+    plab = _patient_labels(labels, pats)
+    rng = np.random.default_rng(seed)
+    keep: set[str] = set()
+    for c in sorted(set(plab.values())):
+        members = sorted(p for p, lab in plab.items() if lab == c)
+        k = max(1, int(round(fraction * len(members))))
+        keep.update(rng.permutation(members)[:k].tolist())
+    mask = np.isin(pats, list(keep))
+    return rows[mask], rows[~mask]
+
+
+def make_folds(ds: PreparedDataset, n_folds: int = 5, seed: int = 0, real_fraction: float = 1.0) -> list[Fold]:
+    """Patient-grouped stratified ``n_folds``-fold split of the train+val rows of ``ds``."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    rows = ds.indices(split=("train", "val"))
+    if len(rows) == 0:
+        raise XrayganError(f"{ds.root}: no train or val images to make folds from")
+    labels, pats = ds.labels[rows], ds.patients[rows]
+    n_pat_per_class = [len(set(pats[labels == c])) for c in np.unique(labels)]
+    if n_folds < 2 or min(n_pat_per_class) < n_folds:
+        raise XrayganError(
+            f"--folds {n_folds}: needs at least 2 folds and no more folds than patients of the rarest class "
+            f"({min(n_pat_per_class)}); lower --folds")
+    sgkf = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    folds = []
+    for i, (tr, te) in enumerate(sgkf.split(np.zeros(len(rows)), labels, groups=pats)):
+        kept, dropped = subsample_patients(rows[tr], ds, real_fraction, seed=seed * 1000 + i)
+        folds.append(Fold(i, kept, rows[te], dropped))
+        if len(set(ds.labels[kept])) < 2 or len(set(labels[te])) < 2:
+            raise XrayganError(f"fold {i} lacks a class in its training or test part; lower --folds or raise --real-fraction")
+    return folds
+
+
+def read_manifest_patients(path: str | Path) -> set[str]:
+    """Patient ids listed in a training manifest CSV (column ``patient_id``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise XrayganError(f"{path}: training manifest not found; cannot check the GAN for leakage")
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if rows and "patient_id" not in rows[0]:
+        raise XrayganError(f"{path}: no patient_id column; cannot check the GAN for leakage")
+    return {r["patient_id"] for r in rows}
+
+
+def check_no_leakage(gan_patients: Iterable[str], test_patients: Iterable[str], what: str = "GAN") -> None:
+    """Refuse (XrayganError) when the GAN's training patients overlap the fold's test patients."""
+    overlap = sorted(set(gan_patients) & set(test_patients))
+    if overlap:
+        shown = ", ".join(overlap[:5]) + (f" and {len(overlap) - 5} more" if len(overlap) > 5 else "")
+        raise XrayganError(
+            f"{what} was trained on {len(overlap)} patient(s) of this fold's test set ({shown}); "
+            "refusing to use it: train the GAN on the fold's training patients only (delete that GAN run so the experiment retrains it)")

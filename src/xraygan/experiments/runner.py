@@ -1,0 +1,255 @@
+"""The experiment: does synthetic data help the classifier? Folds x seeds x arms, resumable.
+
+Protocol (issue 5): patient-grouped stratified k-fold over PREPARED's train+val patients
+(:mod:`xraygan.experiments.folds`), repeated with several classifier seeds; in every fold x seed
+the arms are trained with the same seed, so their results are paired:
+
+- ``real``: the fold's real training images (after ``--real-fraction``);
+- ``real+classic``: the same with classic augmentation (rotation, shift, contrast; no flip);
+- ``real+synthetic`` at each ratio r: plus r synthetic images per real image of each class
+  (``--balance``: only for the minority classes, never beyond the majority count);
+- ``synthetic``: synthetic images only, as many per class as the real ones (train on synthetic,
+  test on real: TSTR).
+
+Every unit (fold x seed x arm) is trained, scored on the fold's test patients and on the held-out
+test sets (PREPARED's test split, ``--test``), and its scores are written atomically to
+``OUT/units/<unit>.json``; a re-run skips units whose file exists. The statistics are computed
+from the unit files by :mod:`xraygan.experiments.summary`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from xraygan.data.dataset import PreparedDataset, resize_images
+from xraygan.errors import XrayganError
+from xraygan.experiments.classifier import ClassifierConfig
+from xraygan.experiments.folds import Fold, make_folds
+from xraygan.utils.fs import atomic_write_json, is_nonempty_dir
+
+log = logging.getLogger(__name__)
+ARMS = ("real", "real+classic", "real+synthetic", "synthetic")
+FORMAT = "xraygan-experiment"
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that defines an experiment; saved in ``OUT/protocol.json`` and results.json."""
+
+    prepared: str
+    out: str
+    gan_config: str = "oracle"
+    test: str | None = None
+    arms: tuple[str, ...] = ARMS
+    ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    balance: bool = False
+    folds: int = 5
+    seeds: int = 3
+    real_fraction: float = 1.0
+    fold_seed: int = 0
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    gan_steps: int | None = None
+    device: str = "auto"
+    n_boot: int = 1000
+    alpha: float = 0.05
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["arms"], d["ratios"] = list(self.arms), list(self.ratios)
+        return d
+
+    def unit_fingerprint(self) -> str:
+        """Hash of the options a unit's result depends on (not arms, ratios or seed count)."""
+        d = self.to_dict()
+        for k in ("out", "arms", "ratios", "seeds", "device", "n_boot", "alpha", "test"):
+            d.pop(k)
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def arm_labels(cfg: ExperimentConfig) -> list[tuple[str, str, float | None]]:
+    """(label, arm, ratio) of every arm to run, e.g. ('real+synthetic x1', 'real+synthetic', 1.0)."""
+    bad = [a for a in cfg.arms if a not in ARMS]
+    if bad:
+        raise XrayganError(f"--arms: unknown arm(s) {', '.join(bad)}; choose from {', '.join(ARMS)}")
+    out = [("real", "real", None)]  # every comparison is against `real`, so it always runs
+    for arm in cfg.arms:
+        if arm == "real+synthetic":
+            out += [(f"real+synthetic x{r:g}", arm, float(r)) for r in cfg.ratios]
+        elif arm != "real":
+            out.append((arm, arm, None))
+    return out
+
+
+def synthetic_counts(n_real: np.ndarray, arm: str, ratio: float | None, balance: bool) -> np.ndarray:
+    """How many synthetic images per class a unit gets, from the real count per class."""
+    if arm == "synthetic":
+        return n_real.copy()
+    if arm != "real+synthetic":
+        return np.zeros_like(n_real)
+    want = np.round(ratio * n_real).astype(np.int64)
+    if balance:
+        gap = n_real.max() - n_real
+        want = np.where(gap > 0, np.minimum(want, gap), 0)
+    return want
+
+
+def _unit_name(fold: int, seed: int, label: str) -> str:
+    return f"fold{fold}_seed{seed}_{label.replace(' ', '_')}"
+
+
+def _seed(*parts: int) -> int:
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "little")
+
+
+def _open_out(cfg: ExperimentConfig) -> Path:
+    """Create OUT or accept it for resuming; refuse a folder from other options or of other content."""
+    out = Path(cfg.out)
+    proto = out / "protocol.json"
+    if proto.is_file():
+        old = json.loads(proto.read_text())
+        if old.get("unit_fingerprint") != cfg.unit_fingerprint():
+            raise XrayganError(f"--out {out}: holds an experiment run with different options (data, folds, classifier, "
+                               "GAN config, real fraction or balance); choose another --out to run these options")
+    elif is_nonempty_dir(out):
+        raise XrayganError(f"--out {out}: exists and is not an experiment folder; choose another path")
+    (out / "units").mkdir(parents=True, exist_ok=True)
+    atomic_write_json(proto, {"format": FORMAT, "unit_fingerprint": cfg.unit_fingerprint(), "config": cfg.to_dict()})
+    return out
+
+
+def load_test_sets(cfg: ExperimentConfig, ds: PreparedDataset) -> dict[str, tuple[PreparedDataset, np.ndarray]]:
+    """Held-out sets touched only at evaluation: PREPARED's test split and ``--test``."""
+    sets = {}
+    rows = ds.indices(split="test")
+    if len(rows):
+        sets["test"] = (ds, rows)
+    if cfg.test:
+        ext = PreparedDataset.open(cfg.test)
+        if ext.classes != ds.classes:
+            raise XrayganError(f"--test {cfg.test}: classes {ext.classes} differ from PREPARED's {ds.classes}")
+        sets["external"] = (ext, np.arange(len(ext)))
+    return sets
+
+
+def _as_input(pixels: np.ndarray, size: int):
+    """uint8 (n, H, W) -> float (n, 1, size, size) in [-1, 1], through the one shared resizer."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(pixels).astype(np.float32)).unsqueeze(1) / 127.5 - 1.0
+    return resize_images(x, size) if len(x) else x.new_zeros((0, 1, size, size))
+
+
+def _training_set(ds: PreparedDataset, fold: Fold, x_all, row_pos: dict, arm: str, ratio: float | None,
+                  source, cfg: ExperimentConfig, seed: int):
+    """The unit's training tensors and the number of synthetic images per class."""
+    import torch
+
+    y_real = ds.labels[fold.train]
+    n_real = np.bincount(y_real, minlength=len(ds.classes))
+    n_syn = synthetic_counts(n_real, arm, ratio, cfg.balance)
+    xs, ys = [], []
+    if arm != "synthetic":
+        xs.append(x_all[[row_pos[r] for r in fold.train]])
+        ys.append(torch.from_numpy(y_real))
+    for c, n in enumerate(n_syn):
+        if n:
+            imgs = source.sample(c, int(n), seed=_seed(fold.index, seed, c))
+            xs.append(_as_input(imgs, cfg.classifier.input_size))
+            ys.append(torch.full((int(n),), c, dtype=torch.int64))
+    return torch.cat(xs), torch.cat(ys), n_real, n_syn
+
+
+def run_unit(ds: PreparedDataset, fold: Fold, seed: int, label: str, arm: str, ratio: float | None, source,
+             cfg: ExperimentConfig, data: dict, device) -> dict:
+    """Train and score one classifier; returns the unit record (scores, labels, patients, timing)."""
+    from xraygan.experiments.classifier import predict_scores, train_classifier
+
+    t0 = time.perf_counter()
+    x, y, n_real, n_syn = _training_set(ds, fold, data["x"], data["pos"], arm, ratio, source, cfg, seed)
+    model = train_classifier(x, y, cfg.classifier, seed=_seed(fold.index, seed), device=device,
+                             augment=(arm == "real+classic"), num_classes=len(ds.classes))
+    fold_x = data["x"][[data["pos"][r] for r in fold.test]]
+    rec = {
+        "fold": fold.index, "seed": seed, "label": label, "arm": arm, "ratio": ratio,
+        "n_real": n_real.tolist(), "n_synthetic": n_syn.tolist(),
+        "source": getattr(source, "name", None) if n_syn.sum() else None,
+        "fold_test": {"rows": fold.test.tolist(), "score": predict_scores(model, fold_x, device).tolist()},
+        "test_sets": {name: {"score": predict_scores(model, tx, device).tolist()} for name, (tx, _, _) in data["tests"].items()},
+    }
+    rec["wall_s"] = time.perf_counter() - t0
+    return rec
+
+
+def _load_data(ds: PreparedDataset, cfg: ExperimentConfig) -> dict:
+    """Real train+val images at the input size (row -> position map) and every held-out set."""
+    rows = ds.indices(split=("train", "val"))
+    size = cfg.classifier.input_size
+    data = {"x": _as_input(ds.pixels()[rows], size), "pos": {int(r): i for i, r in enumerate(rows)}, "tests": {}}
+    for name, (tds, trows) in load_test_sets(cfg, ds).items():
+        data["tests"][name] = (_as_input(tds.pixels()[trows], size), tds.labels[trows], tds.patients[trows])
+    return data
+
+
+def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> dict:
+    """Run (or resume) every unit of the experiment, then write and return results.json's content."""
+    from xraygan.experiments.summary import summarize, write_outputs
+    from xraygan.experiments.synthetic import make_source, validate_source
+    from xraygan.utils.runtime import resolve_device
+
+    ds = PreparedDataset.open(cfg.prepared)
+    if len(ds.classes) != 2:
+        raise XrayganError(f"{cfg.prepared}: the experiment needs exactly two classes (negative, positive); found {ds.classes}")
+    if cfg.classifier.input_size > ds.size:
+        log.warning("--input-size %d is above the prepared size %d: images are upsampled", cfg.classifier.input_size, ds.size)
+    device = resolve_device(cfg.device)
+    labels = arm_labels(cfg)
+    if any(arm in ("real+synthetic", "synthetic") for _, arm, _ in labels):
+        validate_source(cfg)
+    folds = make_folds(ds, cfg.folds, seed=cfg.fold_seed, real_fraction=cfg.real_fraction)
+    out = _open_out(cfg)
+    data = _load_data(ds, cfg)
+    needs_source = any(arm in ("real+synthetic", "synthetic") for _, arm, _ in labels)
+    todo = [(f, s, lab) for f in folds for s in range(cfg.seeds) for lab in labels]
+    done_before = sum((out / "units" / f"{_unit_name(f.index, s, lab[0])}.json").is_file() for f, s, lab in todo)
+    log.info("experiment: %d units (%d already done) in %s", len(todo), done_before, out)
+    t_start = time.perf_counter()
+    for fold in folds:
+        pending = [(s, lab) for s in range(cfg.seeds) for lab in labels
+                   if not (out / "units" / f"{_unit_name(fold.index, s, lab[0])}.json").is_file()]
+        if not pending:
+            continue
+        source = make_source(cfg, ds, fold, out, device) if needs_source else None
+        for s, (label, arm, ratio) in pending:
+            rec = run_unit(ds, fold, s, label, arm, ratio, source, cfg, data, device)
+            rec["unit_fingerprint"] = cfg.unit_fingerprint()
+            atomic_write_json(out / "units" / f"{_unit_name(fold.index, s, label)}.json", rec)
+            if progress:
+                log.info("fold %d seed %d %-22s AUC %.3f  (%.1fs)", fold.index, s, label,
+                         _fold_auc(ds, rec), rec["wall_s"])
+    results = summarize(cfg, ds, folds, labels, data, out)
+    results["wall_s_this_invocation"] = time.perf_counter() - t_start
+    results["units_run_this_invocation"] = len(todo) - done_before
+    write_outputs(results, out)
+    return results
+
+
+def _fold_auc(ds: PreparedDataset, rec: dict) -> float:
+    from xraygan.experiments.stats import auc_score
+
+    rows = np.asarray(rec["fold_test"]["rows"])
+    return auc_score(ds.labels[rows], np.asarray(rec["fold_test"]["score"]))
+
+
+def with_overrides(cfg: ExperimentConfig, **kw) -> ExperimentConfig:
+    """A copy of ``cfg`` with fields replaced (``classifier__epochs=3`` reaches into the classifier)."""
+    cls_kw = {k.split("__", 1)[1]: v for k, v in kw.items() if k.startswith("classifier__")}
+    top = {k: v for k, v in kw.items() if not k.startswith("classifier__")}
+    if cls_kw:
+        top["classifier"] = replace(cfg.classifier, **cls_kw)
+    return replace(cfg, **top)

@@ -1,0 +1,1 @@
+"""Exporting synthetic images to other formats (DICOM Secondary Capture)."""

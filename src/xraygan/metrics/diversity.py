@@ -1,0 +1,121 @@
+"""Diversity as mean SSIM over random pairs of images within one set (lower = more diverse).
+
+- SSIM: Wang, Bovik, Sheikh & Simoncelli 2004, "Image quality assessment: from error visibility
+  to structural similarity", with their constants K1 = 0.01, K2 = 0.03 and an 11x11 Gaussian
+  window of sigma 1.5 (smaller, odd windows for images under 11 px), valid (unpadded) filtering.
+- MS-SSIM: Wang, Simoncelli & Bovik 2003, "Multiscale structural similarity for image quality
+  assessment": contrast-structure terms at every scale, luminance at the coarsest, combined
+  with the published weights (0.0448, 0.2856, 0.3001, 0.2363, 0.1333), 2x2 average pooling
+  between scales. We use as many scales (up to 5) as keep the coarsest image at least as large
+  as the window, renormalising the weights; from 176 px on all 5 fit. Below 176 px the
+  single-scale SSIM is used, so numbers are only comparable at the same resolution.
+
+A mean within-set SSIM means nothing alone: report it beside the same number for real images.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+MS_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+MS_SSIM_MIN_SIZE = 176
+_K1, _K2 = 0.01, 0.03
+
+
+def _gaussian_window(size: int, sigma: float = 1.5):
+    import torch
+
+    ax = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(ax**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :])[None, None]  # (1, 1, size, size)
+
+
+def window_size(image_size: int, preferred: int = 11) -> int:
+    """The Gaussian window for an image side: 11, or the largest odd size that fits."""
+    w = min(preferred, image_size)
+    return w if w % 2 == 1 else w - 1
+
+
+def _ssim_terms(x, y, win):
+    """Per-image mean luminance*cs and cs terms of SSIM for (n, 1, H, W) float64 in [0, 1]."""
+    import torch.nn.functional as F
+
+    c1, c2 = _K1**2, _K2**2  # data range 1
+    mu_x, mu_y = F.conv2d(x, win), F.conv2d(y, win)
+    sxx = F.conv2d(x * x, win) - mu_x**2
+    syy = F.conv2d(y * y, win) - mu_y**2
+    sxy = F.conv2d(x * y, win) - mu_x * mu_y
+    cs = (2 * sxy + c2) / (sxx + syy + c2)
+    lum = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
+    return (lum * cs).flatten(1).mean(1), cs.flatten(1).mean(1)
+
+
+def ssim(x, y):
+    """Single-scale SSIM per pair for tensors (n, 1, H, W) with values in [0, 1]; returns (n,)."""
+    win = _gaussian_window(window_size(min(x.shape[-2:])))
+    return _ssim_terms(x.double(), y.double(), win)[0]
+
+
+def ms_ssim_scales(image_size: int, window: int = 11) -> int:
+    """How many MS-SSIM scales (<= 5) fit: the coarsest scale must be at least ``window`` px."""
+    s = 1
+    while s < len(MS_WEIGHTS) and image_size // 2**s >= window:
+        s += 1
+    return s
+
+
+def ms_ssim(x, y):
+    """MS-SSIM per pair for (n, 1, H, W) in [0, 1] with the scales that fit; returns (n,)."""
+    import torch
+    import torch.nn.functional as F
+
+    x, y = x.double(), y.double()
+    scales = ms_ssim_scales(min(x.shape[-2:]))
+    w = torch.tensor(MS_WEIGHTS[:scales], dtype=torch.float64)
+    w = w / w.sum()
+    win = _gaussian_window(11)
+    out = torch.ones(x.shape[0], dtype=torch.float64)
+    for s in range(scales):
+        full, cs = _ssim_terms(x, y, win)
+        term = full if s == scales - 1 else cs
+        out = out * term.clamp(min=0) ** w[s]  # negative cs (anti-correlated) counts as 0
+        if s < scales - 1:
+            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+    return out
+
+
+def mean_pairwise_ssim(images, n_pairs: int = 2000, seed: int = 0, batch: int = 500) -> dict:
+    """Mean (and std) SSIM over ``n_pairs`` random pairs of distinct images from one set.
+
+    ``images``: (n, 1, H, W) tensor in [-1, 1] or (n, H, W) uint8 array. Uses MS-SSIM from
+    ``MS_SSIM_MIN_SIZE`` px on, single-scale SSIM below it.
+    """
+    import torch
+
+    x = _as_unit_tensor(images)
+    n = x.shape[0]
+    if n < 2:
+        from xraygan.errors import XrayganError
+
+        raise XrayganError(f"SSIM diversity needs at least 2 images, got {n}")
+    rng = np.random.default_rng(seed)
+    i = rng.integers(0, n, n_pairs)
+    j = (i + rng.integers(1, n, n_pairs)) % n  # j != i, uniform over the others
+    size = min(x.shape[-2:])
+    fn = ms_ssim if size >= MS_SSIM_MIN_SIZE else ssim
+    vals = torch.cat([fn(x[i[s:s + batch]], x[j[s:s + batch]]) for s in range(0, n_pairs, batch)])
+    return {
+        "mean": float(vals.mean()), "std": float(vals.std()), "pairs": int(n_pairs),
+        "method": f"ms-ssim ({ms_ssim_scales(size)} scales)" if fn is ms_ssim else "ssim",
+    }
+
+
+def _as_unit_tensor(images):
+    """(n, 1, H, W) float tensor in [0, 1] from a [-1, 1] tensor or a uint8 (n, H, W) array."""
+    import torch
+
+    if isinstance(images, np.ndarray):
+        t = torch.from_numpy(np.asarray(images, np.float32) / 255.0)
+        return t.unsqueeze(1) if t.ndim == 3 else t
+    t = images.float()
+    return ((t.unsqueeze(1) if t.ndim == 3 else t) + 1) / 2

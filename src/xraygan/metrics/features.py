@@ -1,0 +1,210 @@
+"""Feature extractors for the evaluation metrics (``--features``) and an on-disk feature cache.
+
+Every extractor maps images (n, 1, H, W) float in [-1, 1] to features (n, d) float32 and has a
+``fingerprint`` (a hash of its weights and options) recorded in every result and used in cache keys.
+
+- ``xray``: the small X-ray encoder shipped in the package (``xraygan.metrics.encoder``), with a
+  classifier head for class consistency.
+- ``inception``: Inception-v3 pool3 (2048-d) FID features through torch-fidelity's TF-compatible
+  port (Heusel et al. 2017; Seitzer's pytorch-fid / Obukhov's torch-fidelity), from a local weights
+  file. Offline numbers are only comparable with published FID when that exact file is used.
+- ``random``: a randomly initialised CNN with a fixed seed (Lee et al. 2022).
+- ``radiomics``: pyradiomics first-order, GLCM, GLRLM, GLSZM, GLDM and NGTDM features on the whole
+  image (Frechet Radiomics Distance; Osuala et al. 2024, Konz et al. 2026), z-scored by the real
+  set's statistics in :mod:`xraygan.metrics.evaluate`. Optional extra; roughly 0.1-0.5 s per image.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from xraygan.errors import XrayganError
+
+log = logging.getLogger(__name__)
+
+EXTRACTORS = ("xray", "random", "inception", "radiomics")
+INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
+INCEPTION_HELP = (
+    f"the FID Inception-v3 weights file ({INCEPTION_FILE}, 91 MB) is published with pytorch-fid "
+    "(github.com/mseitzer/pytorch-fid, release 'fid_weights') and torch-fidelity (release v0.2.0, "
+    "weights-inception-2015-12-05-6726825d.pth); download it on a connected machine and pass --inception-weights FILE"
+)
+
+
+def shipped_encoder_path() -> Path:
+    """Path of the X-ray encoder checkpoint shipped inside the package."""
+    return Path(__file__).resolve().parents[1] / "assets" / "xray_encoder.pt"
+
+
+def file_sha256(path: str | Path, length: int = 16) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:length]
+
+
+@dataclass
+class Extractor:
+    """A feature network plus what the results need to say about it."""
+
+    name: str
+    net: Callable  # (B, 1, input_size, input_size) in [-1, 1] -> (B, d) tensor
+    input_size: int | None  # images are resized to this first (None: passed as they are)
+    fingerprint: str
+    dim: int
+    device: object = "cpu"
+    classes: list[str] | None = None  # classifier head classes (xray only)
+    head: Callable | None = field(default=None, repr=False)
+    batch: int = 256
+
+    def _batches(self, images, fn):
+        import torch
+
+        from xraygan.data.dataset import resize_images
+
+        outs = []
+        with torch.inference_mode():
+            for s in range(0, images.shape[0], self.batch):
+                x = images[s:s + self.batch].float()
+                if self.input_size:
+                    x = resize_images(x, self.input_size)
+                outs.append(fn(x.to(self.device)).float().cpu())
+        return torch.cat(outs).numpy() if outs else np.zeros((0, self.dim), np.float32)
+
+    def features(self, images) -> np.ndarray:
+        """Features (n, dim) float32 for images (n, 1, H, W) in [-1, 1]."""
+        return self._batches(images, self.net)
+
+    def predict(self, images) -> np.ndarray:
+        """Classifier-head class index per image (xray encoder only)."""
+        if self.head is None:
+            raise XrayganError(f"--features {self.name} has no classifier head; class consistency needs the xray encoder")
+        head = self.head
+        return self._batches(images, lambda x: head(x).argmax(1, keepdim=True))[:, 0].astype(np.int64)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "fingerprint": self.fingerprint, "dim": self.dim, "input_size": self.input_size}
+
+
+def get_extractor(name: str = "xray", device="cpu", inception_weights: str | Path | None = None,
+                  encoder_path: str | Path | None = None, seed: int = 0, inception_net=None) -> Extractor:
+    """Build the extractor ``name`` (one of :data:`EXTRACTORS`) on ``device``.
+
+    ``encoder_path`` overrides the shipped xray encoder; ``inception_net`` injects a stand-in
+    network for the inception path (it gets uint8 (B, 3, H, W) like torch-fidelity's extractor).
+    """
+    import torch
+
+    device = torch.device(device)
+    if name == "xray":
+        return _xray(Path(encoder_path) if encoder_path else shipped_encoder_path(), device)
+    if name == "random":
+        from xraygan.metrics.encoder import RandomCNN
+
+        net = RandomCNN(seed).eval().to(device)
+        return Extractor("random", net, 64, f"randomcnn-seed{seed}-v1", 256, device)
+    if name == "inception":
+        return _inception(inception_weights, device, inception_net)
+    if name == "radiomics":
+        from xraygan.metrics.radiomics import radiomics_extractor
+
+        return radiomics_extractor()
+    raise XrayganError(f"--features {name}: unknown extractor; choose one of {', '.join(EXTRACTORS)}")
+
+
+def _xray(path: Path, device) -> Extractor:
+    from xraygan.metrics.encoder import load_encoder
+
+    if not path.is_file():
+        raise XrayganError(f"xray encoder weights {path} are missing; reinstall xraygan or train them with scripts/train_xray_encoder.py")
+    model, ckpt = load_encoder(path)
+    model = model.to(device)
+    fp = f"{ckpt.get('name', 'xray-encoder')}-{file_sha256(path)}"
+    return Extractor("xray", model.embed, model.config.size, fp, model.config.dim, device, list(ckpt["classes"]), model)
+
+
+def _inception(weights, device, net=None) -> Extractor:
+    import torch
+
+    if net is None:
+        if not weights:
+            raise XrayganError(f"--features inception needs --inception-weights FILE; {INCEPTION_HELP}")
+        weights = Path(weights)
+        if not weights.is_file():
+            raise XrayganError(f"--inception-weights {weights}: no such file; {INCEPTION_HELP}")
+        try:
+            from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        except ImportError:
+            raise XrayganError("--features inception needs torch-fidelity; pip install 'xraygan[inception]' (or torch-fidelity)") from None
+        net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(weights))
+        fingerprint = f"inception-v3-compat-{file_sha256(weights)}"
+    else:
+        fingerprint = f"inception-standin-{type(net).__name__}"
+    net = net.eval().to(device)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        # grayscale -> 3 identical channels only at the boundary of the ImageNet model
+        u8 = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).repeat(1, 3, 1, 1)
+        out = net(u8)
+        return out[0] if isinstance(out, (tuple, list)) else out
+
+    probe = forward(torch.zeros(1, 1, 32, 32, device=device))
+    return Extractor("inception", forward, None, fingerprint, int(probe.shape[1]), device, batch=64)
+
+
+def to_tensor(pixels: np.ndarray, size: int | None = None):
+    """uint8 (n, H, W) -> float (n, 1, size, size) in [-1, 1], resized with ``resize_images``."""
+    import torch
+
+    from xraygan.data.dataset import resize_images
+
+    x = torch.from_numpy(np.asarray(pixels, dtype=np.float32)).unsqueeze(1) / 127.5 - 1.0
+    return resize_images(x, size) if size else x
+
+
+# --- cache -----------------------------------------------------------------------------------------
+def default_cache_dir() -> Path:
+    import os
+
+    env = os.environ.get("XRAYGAN_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "xraygan" / "features"
+
+
+def cache_key(pixels: np.ndarray, extractor: Extractor, size: int) -> str:
+    """Hash of the image content, the extractor (name + fingerprint) and the evaluation size."""
+    h = hashlib.sha256()
+    arr = np.ascontiguousarray(pixels)
+    h.update(f"{arr.shape}|{arr.dtype}|{extractor.name}|{extractor.fingerprint}|{size}|v1".encode())
+    h.update(arr.tobytes())
+    return h.hexdigest()[:32]
+
+
+def cached_features(pixels: np.ndarray, extractor: Extractor, size: int, cache_dir: Path | None) -> np.ndarray:
+    """Features of uint8 images ``pixels`` (n, H, W) at ``size`` px, read from / written to the cache.
+
+    ``cache_dir=None`` disables the cache.
+    """
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"{extractor.name}-{cache_key(pixels, extractor, size)}.npy"
+        if path.is_file():
+            try:
+                return np.load(path)
+            except (OSError, ValueError):
+                log.warning("ignoring unreadable feature cache file %s", path)
+    feats = extractor.features(to_tensor(pixels, size))
+    if path is not None:
+        import io
+
+        from xraygan.utils.fs import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.save(buf, feats)
+        atomic_write_bytes(path, buf.getvalue())
+    return feats

@@ -1,0 +1,64 @@
+"""Precision/recall and density/coverage from k-nearest-neighbour balls in feature space.
+
+- Precision and recall: Kynkaanniemi et al. 2019, "Improved precision and recall metric for
+  assessing generative models" (k = 3). The real (resp. fake) manifold is the union of balls
+  around each real (fake) sample whose radius is the distance to its k-th nearest neighbour in the
+  same set. Precision = share of fakes inside the real manifold; recall = share of reals inside the
+  fake manifold.
+- Density and coverage: Naeem et al. 2020, "Reliable fidelity and diversity metrics for generative
+  models" (k = 5). Density = (1 / kM) sum_j sum_i 1[fake_j in ball(real_i)] (can exceed 1);
+  coverage = share of real balls that hold at least one fake.
+
+Distances are Euclidean, computed in float64 in blocks so memory stays O(block x n).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from xraygan.errors import XrayganError
+
+_BLOCK = 1024
+
+
+def pairwise_distances(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Euclidean distance matrix (len(x), len(y)) in float64."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    x2, y2 = (x * x).sum(1), (y * y).sum(1)
+    out = np.empty((x.shape[0], y.shape[0]))
+    for s in range(0, x.shape[0], _BLOCK):
+        d2 = x2[s:s + _BLOCK, None] + y2[None, :] - 2.0 * x[s:s + _BLOCK] @ y.T
+        out[s:s + _BLOCK] = np.sqrt(np.clip(d2, 0, None))
+    return out
+
+
+def knn_radii(x: np.ndarray, k: int) -> np.ndarray:
+    """Distance from each row of ``x`` to its k-th nearest *other* row (the ball radius)."""
+    n = np.asarray(x).shape[0]
+    if n <= k:
+        raise XrayganError(f"k-NN radius with k={k} needs more than {k} samples, got {n}")
+    d = pairwise_distances(x, x)
+    np.fill_diagonal(d, np.inf)
+    return np.partition(d, k - 1, axis=1)[:, k - 1]
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> dict[str, float]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019) with k-NN balls."""
+    r_real, r_fake = knn_radii(real, k), knn_radii(fake, k)
+    d = pairwise_distances(real, fake)  # (n_real, n_fake)
+    precision = (d <= r_real[:, None]).any(axis=0).mean()
+    recall = (d <= r_fake[None, :]).any(axis=1).mean()
+    return {"precision": float(precision), "recall": float(recall)}
+
+
+def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict[str, float]:
+    """Density and coverage (Naeem et al. 2020) with k-NN balls around the real samples."""
+    r_real = knn_radii(real, k)
+    inside = pairwise_distances(real, fake) <= r_real[:, None]  # (n_real, n_fake)
+    density = inside.sum() / (k * inside.shape[1])
+    coverage = inside.any(axis=1).mean()
+    return {"density": float(density), "coverage": float(coverage)}
+
+
+def prdc(real: np.ndarray, fake: np.ndarray, k_pr: int = 3, k_dc: int = 5) -> dict[str, float]:
+    """Precision, recall (k_pr) and density, coverage (k_dc) of ``fake`` against ``real`` features."""
+    return {**precision_recall(real, fake, k_pr), **density_coverage(real, fake, k_dc)}

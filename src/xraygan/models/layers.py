@@ -1,0 +1,194 @@
+"""Building blocks shared by StyleGAN2 and the progressively grown GAN, in plain PyTorch.
+
+Implemented from the papers (no custom CUDA ops, every layer runs on CPU):
+
+- equalised learning rate, pixelwise feature normalisation and the minibatch standard-deviation
+  layer: Karras et al. 2018, "Progressive Growing of GANs for Improved Quality, Stability, and
+  Variation" (ICLR), sections 3 and 4;
+- modulated/demodulated convolution and noise inputs: Karras et al. 2020, "Analyzing and Improving
+  the Image Quality of StyleGAN" (CVPR), section 2.2, written in the non-fused form (scale the
+  activations, convolve with the shared weight, scale again), which is equivalent to the grouped
+  form and friendlier to CPUs and mixed precision;
+- anti-aliased resampling with the [1, 3, 3, 1] binomial filter: Zhang 2019 / StyleGAN2, written as
+  a zero-insertion + depthwise convolution + striding ("upfirdn").
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LRELU_GAIN = math.sqrt(2.0)
+
+
+def lrelu(x: torch.Tensor) -> torch.Tensor:
+    """Leaky ReLU (slope 0.2) rescaled by sqrt(2) to keep unit variance (He gain)."""
+    return F.leaky_relu(x, 0.2) * LRELU_GAIN
+
+
+def binomial_kernel(taps: tuple[float, ...] = (1.0, 3.0, 3.0, 1.0)) -> torch.Tensor:
+    """The separable low-pass filter as a normalised 2-D kernel (sums to 1)."""
+    k = torch.tensor(taps, dtype=torch.float32)
+    k = k[:, None] * k[None, :]
+    return k / k.sum()
+
+
+def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
+              pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """Upsample by zero insertion, pad, filter depthwise with ``kernel``, then keep every ``down``-th pixel.
+
+    ``x`` is (N, C, H, W); ``pad`` is (before, after) on both spatial axes.
+    """
+    n, c, h, w = x.shape
+    if up > 1:
+        y = x.new_zeros(n, c, h * up, w * up)
+        y[:, :, ::up, ::up] = x
+        x = y
+    x = F.pad(x, [pad[0], pad[1], pad[0], pad[1]])
+    weight = kernel.to(dtype=x.dtype, device=x.device).flip([0, 1])[None, None].expand(c, 1, *kernel.shape)
+    x = F.conv2d(x, weight, groups=c)
+    if down > 1:
+        x = x[:, :, ::down, ::down]
+    return x
+
+
+def upsample2x(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Anti-aliased 2x upsampling: (N, C, H, W) -> (N, C, 2H, 2W)."""
+    p = kernel.shape[0] - 2
+    return upfirdn2d(x, kernel * 4, up=2, pad=((p + 1) // 2 + 1, p // 2))
+
+
+def downsample2x(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Anti-aliased 2x downsampling: (N, C, H, W) -> (N, C, H/2, W/2)."""
+    p = kernel.shape[0] - 2
+    return upfirdn2d(x, kernel, down=2, pad=((p + 1) // 2, p // 2))
+
+
+class EqualLinear(nn.Module):
+    """Fully connected layer with equalised learning rate (weights ~ N(0, 1), scaled at run time).
+
+    ``lr_mul`` lowers the effective learning rate (StyleGAN's mapping network uses 0.01).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, bias: bool = True, bias_init: float = 0.0,
+                 lr_mul: float = 1.0, activation: bool = False) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
+        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init) / lr_mul)) if bias else None
+        self.scale = lr_mul / math.sqrt(in_dim)
+        self.lr_mul = lr_mul
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = self.bias * self.lr_mul if self.bias is not None else None
+        out = F.linear(x, self.weight * self.scale, bias)
+        return lrelu(out) if self.activation else out
+
+
+class EqualConv2d(nn.Module):
+    """2-D convolution with equalised learning rate; ``padding`` defaults to 'same' for odd kernels."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, bias: bool = True,
+                 padding: Optional[int] = None, activation: bool = False) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
+        self.scale = 1.0 / math.sqrt(in_ch * kernel * kernel)
+        self.padding = kernel // 2 if padding is None else padding
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
+        return lrelu(out) if self.activation else out
+
+
+class PixelNorm(nn.Module):
+    """Normalise each pixel's feature vector to unit average square (PGGAN section 4.2)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+
+
+class MinibatchStdDev(nn.Module):
+    """Append the average standard deviation over groups of samples as extra channels (PGGAN 3).
+
+    The group size shrinks to the largest divisor of the batch that is <= ``group_size``.
+    """
+
+    def __init__(self, group_size: int = 4, num_channels: int = 1) -> None:
+        super().__init__()
+        self.group_size = group_size
+        self.num_channels = num_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        g = max(d for d in range(1, min(self.group_size, n) + 1) if n % d == 0)
+        f = self.num_channels
+        y = x.reshape(g, n // g, f, c // f, h, w)          # (G, M, F, c, H, W)
+        y = y - y.mean(dim=0)
+        y = (y.pow(2).mean(dim=0) + 1e-8).sqrt()            # (M, F, c, H, W)
+        y = y.mean(dim=[2, 3, 4]).reshape(n // g, f, 1, 1)  # (M, F, 1, 1)
+        y = y.repeat(g, 1, h, w)                            # (N, F, H, W)
+        return torch.cat([x, y], dim=1)
+
+
+class ModulatedConv2d(nn.Module):
+    """StyleGAN2 weight (de)modulation: scale input channels by a style, convolve, renormalise.
+
+    ``upsample`` doubles the resolution first (anti-aliased). ``demodulate=False`` is used for
+    the toRGB layers.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, w_dim: int, demodulate: bool = True,
+                 upsample: bool = False) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
+        self.affine = EqualLinear(w_dim, in_ch, bias_init=1.0)
+        self.scale = 1.0 / math.sqrt(in_ch * kernel * kernel)
+        self.demodulate = demodulate
+        self.upsample = upsample
+        self.padding = kernel // 2
+        self.register_buffer("kernel", binomial_kernel(), persistent=False)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        styles = self.affine(w)                                   # (N, in)
+        weight = self.weight * self.scale                         # (out, in, k, k)
+        if self.upsample:
+            x = upsample2x(x, self.kernel)
+        x = x * styles[:, :, None, None].to(x.dtype)
+        x = F.conv2d(x, weight.to(x.dtype), padding=self.padding)
+        if self.demodulate:
+            wsq = weight.pow(2).sum(dim=[2, 3])                   # (out, in)
+            dcoef = torch.rsqrt(styles.float().pow(2) @ wsq.float().t() + 1e-8)  # (N, out)
+            x = x * dcoef[:, :, None, None].to(x.dtype)
+        return x
+
+
+class NoiseInjection(nn.Module):
+    """Add per-pixel Gaussian noise scaled by a learned strength (initialised at zero).
+
+    ``mode``: ``random`` draws fresh noise (from ``generator`` when given), ``const`` uses a fixed
+    buffer drawn at construction, ``none`` adds nothing.
+    """
+
+    def __init__(self, resolution: int) -> None:
+        super().__init__()
+        self.strength = nn.Parameter(torch.zeros(()))
+        self.register_buffer("const_noise", torch.randn(1, 1, resolution, resolution))
+
+    def forward(self, x: torch.Tensor, mode: str = "random",
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        if mode == "none":
+            return x
+        if mode == "const":
+            noise = self.const_noise
+        elif mode == "random":
+            n, _, h, w = x.shape
+            dev = generator.device if generator is not None else x.device
+            noise = torch.randn(n, 1, h, w, generator=generator, device=dev).to(x.device)
+        else:
+            raise ValueError(f"noise mode must be random, const or none, not {mode!r}")
+        return x + noise.to(x.dtype) * self.strength.to(x.dtype)

@@ -1,0 +1,314 @@
+"""Reading what a training run or an experiment left on disk, tolerating missing parts.
+
+A run directory (written by ``xraygan train``) holds ``config.yaml``, ``checkpoints/``,
+``metrics.jsonl`` (one JSON object per logged step), ``samples/`` (a fixed-latent grid image every
+``--sample-every`` steps, one row per class), ``loss.png``, optionally ``eval/*.json`` (written by
+``xraygan evaluate``) and ``MODEL_CARD.md``. An experiment directory holds ``results.json`` and its
+figures. The report and the model card read both through :func:`load_run`; every missing or
+unreadable part becomes ``None`` / empty, with the reason kept in ``problems``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xraygan.errors import XrayganError
+
+# Known sources: a substring of the dataset's source -> (citation, licence).
+KNOWN_SOURCES: dict[str, tuple[str, str]] = {
+    "chest-xray-pneumonia": (
+        "Kermany D, Zhang K, Goldbaum M. Labeled Optical Coherence Tomography (OCT) and Chest X-Ray "
+        "Images for Classification. Mendeley Data, v2, 2018, doi:10.17632/rscbjbr9sj.2. Paper: Kermany DS "
+        "et al., Identifying Medical Diagnoses and Treatable Diseases by Image-Based Deep Learning, "
+        "Cell 172(5), 2018.",
+        "CC BY 4.0",
+    ),
+}
+_DATA_KEYS = ("prepared", "data", "dataset", "prepared_dir", "data_dir")
+_STEP_KEYS = ("step", "kimg", "iteration", "it")
+_IMAGE_EXT = (".png", ".jpg", ".jpeg")
+
+
+@dataclass
+class RunInfo:
+    """Everything readable in a run or experiment folder (``None``/empty where absent)."""
+
+    root: Path
+    config: dict | None = None
+    dataset: dict | None = None
+    dataset_path: Path | None = None
+    metrics: list[dict] = field(default_factory=list)
+    evals: dict[str, Any] = field(default_factory=dict)
+    samples: list[tuple[int, Path]] = field(default_factory=list)
+    checkpoints: list[Path] = field(default_factory=list)
+    results: dict | None = None
+    figures: list[Path] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def is_run(self) -> bool:
+        return self.config is not None or bool(self.metrics) or bool(self.samples)
+
+    @property
+    def is_experiment(self) -> bool:
+        return self.results is not None
+
+    @property
+    def options(self) -> dict:
+        """The run's options: ``config.yaml``'s ``options`` mapping merged over its top-level facts."""
+        cfg = self.config or {}
+        opts = cfg.get("options")
+        top = {k: v for k, v in cfg.items() if k != "options"}
+        return {**top, **opts} if isinstance(opts, dict) else top
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names in label order (dataset first, then config), empty if unknown."""
+        for src in (self.dataset or {}, self.config or {}):
+            if isinstance(src.get("classes"), list):
+                return [str(c) for c in src["classes"]]
+        return []
+
+
+def _read_json(path: Path, problems: list[str]) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        problems.append(f"{path.name}: unreadable ({e})")
+        return None
+
+
+def read_metrics(path: Path, problems: list[str] | None = None) -> list[dict]:
+    """The records of a ``metrics.jsonl``; a truncated last line (a run still writing) is skipped."""
+    out: list[dict] = []
+    if not path.is_file():
+        return out
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            if problems is not None:
+                problems.append(f"{path.name}: line {i} is not JSON (skipped)")
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def step_of(path: Path) -> int:
+    """The training step in a file name (``step_00001000...``, else its last number), -1 if none."""
+    m = re.search(r"step_?(\d+)", path.stem)
+    if m:
+        return int(m.group(1))
+    nums = re.findall(r"\d+", path.stem)
+    return int(nums[-1]) if nums else -1
+
+
+def _find_dataset(root: Path, config: dict | None) -> Path | None:
+    """The prepared dataset of a run: a copy of dataset.json in the run, else the config's data path."""
+    for cand in (root / "dataset.json", root / "data" / "dataset.json"):
+        if cand.is_file():
+            return cand
+    for key in _DATA_KEYS:
+        value = (config or {}).get(key)
+        if isinstance(value, str) and value:
+            p = Path(value)
+            for cand in (p / "dataset.json", root / p / "dataset.json"):
+                if cand.is_file():
+                    return cand
+    return None
+
+
+def load_run(path: str | Path) -> RunInfo:
+    """Read a run or experiment folder; never raises for missing or broken parts."""
+    root = Path(path)
+    if not root.is_dir():
+        raise XrayganError(f"{root}: no such folder; give a run folder (from `xraygan train`) or an experiment folder")
+    info = RunInfo(root=root)
+    cfg = root / "config.yaml"
+    if cfg.is_file():
+        try:
+            data = yaml.safe_load(cfg.read_text())
+            info.config = data if isinstance(data, dict) else None
+        except yaml.YAMLError as e:
+            info.problems.append(f"config.yaml: unreadable ({e})")
+    info.metrics = read_metrics(root / "metrics.jsonl", info.problems)
+    for p in sorted((root / "eval").glob("*.json")) if (root / "eval").is_dir() else []:
+        data = _read_json(p, info.problems)
+        if data is not None:
+            info.evals[p.stem] = data
+    if (root / "samples").is_dir():
+        imgs = [p for p in (root / "samples").iterdir() if p.suffix.lower() in _IMAGE_EXT]
+        info.samples = sorted(((step_of(p), p) for p in imgs), key=lambda t: (t[0], t[1].name))
+    if (root / "checkpoints").is_dir():
+        info.checkpoints = sorted((root / "checkpoints").glob("*.pt"))
+    if (root / "results.json").is_file():
+        data = _read_json(root / "results.json", info.problems)
+        info.results = data if isinstance(data, dict) else None
+    protocol = (info.results or {}).get("protocol")
+    exp_cfg = protocol.get("config") if isinstance(protocol, dict) and isinstance(protocol.get("config"), dict) else {}
+    ds = _find_dataset(root, {**exp_cfg, **info.options})
+    if ds is not None:
+        info.dataset_path = ds.parent
+        data = _read_json(ds, info.problems)
+        info.dataset = data if isinstance(data, dict) else None
+    info.figures = _figures(root)
+    return info
+
+
+def _figures(root: Path, max_per_folder: int = 20) -> list[Path]:
+    """Images in the folder and its direct sub-folders (except samples/ and image collections)."""
+    out: list[Path] = []
+    for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir() and p.name != "samples")]:
+        imgs = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_EXT)
+        if folder == root or len(imgs) <= max_per_folder:
+            out.extend(imgs)
+    return out
+
+
+def provenance(info: RunInfo) -> dict[str, str]:
+    """Source, citation and licence of a run's training data (from dataset.json, else known sources)."""
+    ds = info.dataset or {}
+    source = str(ds.get("source", "") or "")
+    out = {"source": source or "unknown", "source_type": str(ds.get("source_type", "") or "unknown")}
+    citation = ds.get("attribution") or ds.get("citation")
+    licence = ds.get("license") or ds.get("licence")
+    for key, (cite, lic) in KNOWN_SOURCES.items():
+        if key in source:
+            citation, licence = citation or cite, licence or lic
+    out["citation"] = str(citation) if citation else "unknown (not recorded in dataset.json)"
+    out["licence"] = str(licence) if licence else "unknown (check the data source's terms)"
+    return out
+
+
+def metric_series(records: list[dict]) -> dict[str, list[tuple[float, float]]]:
+    """Every numeric key of the metrics records as (step, value) pairs, NaN/inf dropped."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    for i, rec in enumerate(records):
+        step = next((rec[k] for k in _STEP_KEYS if isinstance(rec.get(k), (int, float))), i)
+        for k, v in _flatten(rec).items():
+            if k in _STEP_KEYS or isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                continue
+            out.setdefault(k, []).append((float(step), float(v)))
+    return out
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        return {prefix: obj}
+    out: dict[str, Any] = {}
+    for k, v in obj.items():
+        key = f"{prefix}/{k}" if prefix else str(k)
+        out.update(_flatten(v, key) if isinstance(v, dict) else {key: v})
+    return out
+
+
+def is_fd_key(key: str) -> bool:
+    """True for Fréchet-distance-like metric names (``fd``, ``fd_xray``, ``eval/fid``...)."""
+    return bool(re.search(r"(^|[/_.])(fd|fid)($|[/_.])", key.lower()))
+
+
+def is_loss_key(key: str) -> bool:
+    """True for loss-like metric names (``loss_g``, ``d_loss``, ``loss/D``...)."""
+    return "loss" in key.lower()
+
+
+def fd_summary(info: RunInfo) -> dict[str, dict[str, float]]:
+    """For each FD-like series in metrics.jsonl: last value, best (lowest) value and its step."""
+    out = {}
+    for key, pts in metric_series(info.metrics).items():
+        if is_fd_key(key) and "floor" not in key.lower() and pts:
+            best = min(pts, key=lambda t: t[1])
+            out[key] = {"last": pts[-1][1], "last_step": pts[-1][0], "best": best[1], "best_step": best[0]}
+    return out
+
+
+# which way is better, by the last part of a metric's name (as `xraygan evaluate` prints it)
+BETTER = {"fd": "lower", "kid": "lower", "precision": "higher", "recall": "higher", "density": "~1",
+          "coverage": "higher", "ssim": "near real", "fake_below_share": "lower", "fake_median_nn": "near held-out",
+          "authenticity": "higher"}
+
+
+def better(metric: str) -> str:
+    """'lower', 'higher', '~1'... for a metric path such as ``per_class/NORMAL/fd``; '' if unknown."""
+    parts = metric.split("/")
+    if parts[0] == "class_consistency":
+        return "higher"
+    return BETTER.get(parts[-1], "")
+
+
+def eval_rows(data: Any) -> list[tuple[str, Any, Any]]:
+    """(metric, value, floor) rows of one ``eval/*.json`` (the format of ``xraygan evaluate``).
+
+    A dict with a ``value`` key is one metric (``{"value": v, "floor": f, ...}``), found at any
+    depth (``overall/fd``, ``per_class/NORMAL/kid``, ``class_consistency/NORMAL``). Memorisation
+    statistics pair each synthetic figure with its held-out real counterpart as the floor
+    (``fake_median_nn`` beside ``heldout_median_nn``, ``authenticity`` beside
+    ``authenticity_heldout``). A flat ``x`` beside ``x_floor`` is one metric too.
+    """
+    rows: list[tuple[str, Any, Any]] = []
+    _walk_metrics(data, "", rows)
+    return rows
+
+
+def _walk_metrics(node: Any, path: str, rows: list) -> None:
+    if not isinstance(node, dict):
+        return
+    if "value" in node:
+        rows.append((path, node.get("value"), node.get("floor")))
+        return
+    keys = set(node)
+    for k, v in node.items():
+        where = f"{path}/{k}" if path else str(k)
+        if isinstance(v, dict):
+            _walk_metrics(v, where, rows)
+        elif str(k).endswith("_floor") or str(k).startswith("heldout_") or str(k).endswith("_heldout"):
+            continue
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            twin = next((t for t in (f"{k}_floor", str(k).replace("fake_", "heldout_", 1), f"{k}_heldout") if t != k and t in keys), None)
+            if twin is not None:
+                rows.append((where, v, node[twin]))
+
+
+def eval_info(data: Any) -> list[tuple[str, Any]]:
+    """Descriptive scalars of one evaluation (n, resolution, feature extractor...)."""
+    if not isinstance(data, dict):
+        return []
+    out = [(k, v) for k, v in data.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
+    feats = data.get("features")
+    if isinstance(feats, dict):
+        out += [(f"features/{k}", v) for k, v in feats.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
+    run = data.get("run")
+    if isinstance(run, dict):
+        out += [(f"run/{k}", v) for k, v in run.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
+    return out
+
+
+def fmt(v: Any) -> str:
+    """A value for a table: floats to 4 significant digits, None as an empty cell."""
+    if v is None:
+        return ""
+    if isinstance(v, (list, tuple)):
+        return ", ".join(fmt(x) for x in v)
+    if isinstance(v, float):
+        return f"{v:.4g}" if math.isfinite(v) else str(v)
+    return str(v)
+
+
+def latest_evals(evals: dict[str, Any]) -> list[str]:
+    """Names of the newest evaluation per extractor (``step_00000400_xray`` beats ``step_00000200_xray``)."""
+    groups: dict[str, tuple[int, str]] = {}
+    for name in evals:
+        key = re.sub(r"step_\d+_?", "", name) or "eval"
+        step = step_of(Path(name))
+        if key not in groups or step >= groups[key][0]:
+            groups[key] = (step, name)
+    return [name for _, name in sorted(groups.values(), key=lambda t: t[1])]

@@ -1,0 +1,202 @@
+"""GAN families: the model-specific half of training, plugged into one model-agnostic trainer.
+
+``--model NAME`` looks up ``FAMILIES[NAME]`` ("module:Class", imported lazily). The trainer
+(:mod:`xraygan.training.loop`) owns everything common: the run folder, data sampling, the EMA
+generator, checkpoints and exact resume, sample grids, ``metrics.jsonl``, ``loss.png``, the
+progress bar, ``--steps``/``--max-time``, SIGTERM/Ctrl-C and evaluation hooks. A family owns its
+networks, optimizers, losses and regularisers.
+
+Adding a family (e.g. StyleGAN2, PGGAN): subclass :class:`GANFamily`, implement ``build`` and
+``train_step`` (and override the others as needed), then add one line to ``FAMILIES``.
+
+The contract, as the trainer uses it::
+
+    fam = FamilyClass(cfg, n_classes, device)     # builds self.G, self.D, optimizers
+    fam.batch_size(step) -> int                   # real images wanted for this step
+    fam.train_step(real, labels, step, gen) -> {"loss_d": float, "loss_g": float, ...}
+    fam.latent(n, gen) -> z                        # on fam.device, from the CPU generator gen
+    fam.sample(G, z, labels, truncation=None) -> images (n, 1, S, S) in [-1, 1]
+    fam.modules() / fam.optimizers()              # name -> nn.Module / Optimizer, checkpointed
+    fam.extra_state() / fam.load_extra_state(d)   # e.g. ADA p, PGGAN phase and alpha
+
+- ``cfg`` is a :class:`~xraygan.training.config.TrainConfig`. ``cfg.size`` is resolved (an int).
+  ``n_classes`` is 0 for an unconditional model (also with ``--label``), else the number of classes.
+- ``real`` is (B, 1, S, S) float in [-1, 1] on ``device``; ``labels`` is (B,) int64 class indices on
+  ``device`` (zeros when unconditional). ``step`` counts completed steps before this one.
+- ``gen`` is a CPU ``torch.Generator``: draw every random number of a step from it (latents,
+  augmentation, noise, mixing), never from the global RNG, and exact resume follows for free. Its
+  state is checkpointed by the trainer.
+- ``self.G`` is the generator the trainer averages into the EMA copy (parameters are averaged;
+  BatchNorm statistics of the EMA copy are recomputed by the trainer). ``sample`` must work with any
+  generator of the same architecture (G itself or its EMA copy) and must not change it; it is
+  called under ``torch.no_grad()`` with the generator in eval mode.
+- Extra options: declare a dataclass ``Options`` on the class; ``cfg.model_options`` (a dict,
+  ``--model-option KEY=VALUE`` on the command line) is validated against it and available as
+  ``self.options``; unknown keys are a clear error. Resolved options are written to config.yaml.
+- ``extra_state()`` must return only tensors, numbers, strings, lists and dicts (checkpoints load
+  with ``weights_only=True``).
+- Mixed precision: ``self.autocast()`` is a context manager that is a no-op unless ``--amp`` on CUDA
+  (bfloat16 autocast, so no gradient scaler is needed).
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+from dataclasses import asdict, dataclass
+from typing import Any, ContextManager
+
+import torch
+from torch import nn
+
+from xraygan.augment.diffaug import diff_augment, parse_policy
+from xraygan.errors import XrayganError
+from xraygan.training.config import TrainConfig, parse_options
+from xraygan.training.losses import d_loss, g_loss
+
+# --model name -> "module:Class" (imported on use)
+FAMILIES: dict[str, str] = {
+    "dcgan": "xraygan.training.families:DCGANFamily",
+    "dcgan-tutorial": "xraygan.training.families:TutorialDCGANFamily",
+    "stylegan2": "xraygan.training.family_stylegan2:StyleGAN2Family",
+    "pggan": "xraygan.training.family_pggan:PGGANFamily",
+}
+
+
+def get_family(name: str) -> type["GANFamily"]:
+    """The family class registered as ``name``; unknown names are a clear error."""
+    if name not in FAMILIES:
+        raise XrayganError(f"--model {name}: unknown model; choose from {', '.join(FAMILIES)}")
+    mod, attr = FAMILIES[name].split(":")
+    return getattr(importlib.import_module(mod), attr)
+
+
+@dataclass
+class NoOptions:
+    """A family without options of its own."""
+
+
+class GANFamily:
+    """Base class of a GAN family (see the module docstring for the contract)."""
+
+    name = "base"
+    Options: type = NoOptions
+    supports_conditional = True
+
+    def __init__(self, cfg: TrainConfig, n_classes: int, device: torch.device) -> None:
+        if n_classes and not self.supports_conditional:
+            raise XrayganError(f"--model {cfg.model} is unconditional; drop --conditional (or train one class with --label L)")
+        self.cfg, self.n_classes, self.device = cfg, n_classes, torch.device(device)
+        self.options = parse_options(self.Options, dict(cfg.model_options), cfg.model)
+        self.policy = parse_policy(cfg.diffaug if cfg.diffaug != "auto" else "none")
+        self.G, self.D = self.build()
+        self.G.to(self.device)
+        self.D.to(self.device)
+        self.opt_g, self.opt_d = self.make_optimizers()
+
+    # --- to implement -------------------------------------------------------------------
+    def build(self) -> tuple[nn.Module, nn.Module]:
+        """Return (G, D) for ``self.cfg.size`` and ``self.n_classes``."""
+        raise NotImplementedError
+
+    def train_step(self, real: torch.Tensor, labels: torch.Tensor, step: int, gen: torch.Generator) -> dict[str, float]:
+        """One D update and one G update; return scalar logs (at least loss_d and loss_g)."""
+        raise NotImplementedError
+
+    # --- defaults, override as needed -----------------------------------------------------
+    @property
+    def latent_dim(self) -> int:
+        return int(self.cfg.latent_dim)
+
+    def make_optimizers(self) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+        """Adam for G and D with ``--lr-g``/``--lr-d`` and betas (``--beta1``, ``--beta2``)."""
+        betas = (self.cfg.beta1, self.cfg.beta2)
+        return (torch.optim.Adam(self.G.parameters(), lr=self.cfg.lr_g, betas=betas),
+                torch.optim.Adam(self.D.parameters(), lr=self.cfg.lr_d, betas=betas))
+
+    def batch_size(self, step: int) -> int:
+        return int(self.cfg.batch)
+
+    def latent(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """Standard normal latents (n, latent_dim) drawn on the CPU generator, on the device."""
+        return torch.randn(n, self.latent_dim, generator=gen).to(self.device)
+
+    def sample(self, G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None, truncation: float | None = None) -> torch.Tensor:
+        """Images from generator ``G``; ``truncation`` is accepted and ignored by DCGAN."""
+        return G(z, labels if self.n_classes else None)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"G": self.G, "D": self.D}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.opt_g, "D": self.opt_d}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def resolved_options(self) -> dict[str, Any]:
+        return asdict(self.options)
+
+    def augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """DiffAugment with the run's policy (identity when off)."""
+        return diff_augment(x, self.policy, gen) if self.policy else x
+
+    def autocast(self) -> ContextManager:
+        if self.cfg.amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+class DCGANFamily(GANFamily):
+    """``--model dcgan``: conditional DCGAN (label embedding in G, projection D with spectral norm)."""
+
+    name = "dcgan"
+
+    def build(self) -> tuple[nn.Module, nn.Module]:
+        from xraygan.models.dcgan import Discriminator, Generator
+
+        c = self.cfg
+        return (Generator(c.size, self.latent_dim, c.width, self.n_classes),
+                Discriminator(c.size, c.width, self.n_classes))
+
+    def train_step(self, real: torch.Tensor, labels: torch.Tensor, step: int, gen: torch.Generator) -> dict[str, float]:
+        y = labels if self.n_classes else None
+        z = self.latent(real.shape[0], gen)
+        # D step: real vs detached fakes, the same augmentation policy on both
+        self.D.requires_grad_(True)
+        self.opt_d.zero_grad(set_to_none=True)
+        with self.autocast():
+            fake = self.G(z, y)  # (B, 1, S, S)
+            d_real = self.D(self.augment(real, gen), y).float()
+            d_fake = self.D(self.augment(fake.detach(), gen), y).float()
+            loss_d = d_loss(self.cfg.loss, d_real, d_fake, self.cfg.smooth)
+        loss_d.backward()
+        self.opt_d.step()
+        # G step: non-saturating (bce) or hinge, through the augmentation
+        self.D.requires_grad_(False)
+        self.opt_g.zero_grad(set_to_none=True)
+        with self.autocast():
+            loss_g = g_loss(self.cfg.loss, self.D(self.augment(fake, gen), y).float())
+        loss_g.backward()
+        self.opt_g.step()
+        self.D.requires_grad_(True)
+        return {"loss_d": loss_d.item(), "loss_g": loss_g.item(),
+                "d_real": d_real.detach().mean().item(), "d_fake": d_fake.detach().mean().item()}
+
+
+class TutorialDCGANFamily(DCGANFamily):
+    """``--model dcgan-tutorial``: the PyTorch DCGAN tutorial's networks (100-d latent), unconditional."""
+
+    name = "dcgan-tutorial"
+    supports_conditional = False
+
+    @property
+    def latent_dim(self) -> int:
+        return 100
+
+    def build(self) -> tuple[nn.Module, nn.Module]:
+        from xraygan.models.dcgan import TutorialDiscriminator, TutorialGenerator
+
+        return TutorialGenerator(self.cfg.size, 100, self.cfg.width), TutorialDiscriminator(self.cfg.size, self.cfg.width)

@@ -1,0 +1,98 @@
+"""Pieces shared by the StyleGAN2 and PGGAN families: paper defaults for the optimizer, network
+widths derived from ``--width``, and the extra generator losses of the pneumonia-classifier
+project we learn from (``feature_matching`` and ``perceptual`` model options).
+
+- Feature matching: Salimans et al. 2016, section 3.1 (see :func:`gan_losses.feature_matching_loss`).
+- Perceptual batch statistics: see :mod:`xraygan.training.perceptual`.
+- Lazy regularisation changes Adam's lr and betas by c = k / (k + 1) (StyleGAN2, appendix B).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Optional
+
+import torch
+
+from xraygan.errors import XrayganError
+from xraygan.training.config import TrainConfig
+from xraygan.training.gan_losses import feature_matching_loss
+
+log = logging.getLogger(__name__)
+
+
+def user_or_paper(cfg: TrainConfig, name: str, paper: float) -> float:
+    """``cfg.<name>`` when the user changed it from the DCGAN default, else the paper's value."""
+    default = next(f.default for f in dataclasses.fields(TrainConfig) if f.name == name)
+    value = getattr(cfg, name)
+    return float(paper if value == default else value)
+
+
+def adam(params, cfg: TrainConfig, which: str, paper_lr: float, paper_betas: tuple[float, float],
+         reg_interval: int = 0) -> torch.optim.Adam:
+    """Adam with the paper's lr/betas unless ``--lr-g/--lr-d/--beta1/--beta2`` were given.
+
+    ``reg_interval`` k > 0 applies the lazy-regularisation correction c = k / (k + 1).
+    """
+    lr = user_or_paper(cfg, f"lr_{which}", paper_lr)
+    b1, b2 = user_or_paper(cfg, "beta1", paper_betas[0]), user_or_paper(cfg, "beta2", paper_betas[1])
+    c = reg_interval / (reg_interval + 1) if reg_interval > 0 else 1.0
+    return torch.optim.Adam(params, lr=lr * c, betas=(b1**c, b2**c), eps=1e-8)
+
+
+def widths(cfg: TrainConfig, channel_base: Optional[int], channel_max: Optional[int]) -> tuple[int, int]:
+    """(channel_base, channel_max) so that the highest resolution has ``--width`` channels,
+    doubling at each lower resolution up to 8 x width (capped at 512), unless given explicitly."""
+    base = int(channel_base) if channel_base else int(cfg.width) * int(cfg.size)
+    top = int(channel_max) if channel_max else min(8 * int(cfg.width), 512)
+    if base < 1 or top < 1:
+        raise XrayganError(f"--model {cfg.model}: channel_base and channel_max must be positive")
+    return base, top
+
+
+def parse_res_map(text: str, what: str) -> dict[int, int]:
+    """Parse ``"256:16,512:8"`` into {256: 16, 512: 8}; a malformed entry is a clear error."""
+    out: dict[int, int] = {}
+    for part in filter(None, (p.strip() for p in str(text or "").split(","))):
+        try:
+            res, val = (int(v) for v in part.split(":"))
+        except ValueError:
+            raise XrayganError(f"model option {what}={text!r}: expected RES:VALUE pairs like 256:16,512:8") from None
+        if val < 1:
+            raise XrayganError(f"model option {what}: value for {res} px must be at least 1")
+        out[res] = val
+    return out
+
+
+class ExtraGLosses:
+    """Feature matching and VGG16 perceptual statistics added to G's loss (weights 0 = off)."""
+
+    def __init__(self, feature_matching: float, perceptual: float, vgg_weights: str, device: torch.device) -> None:
+        if feature_matching < 0 or perceptual < 0:
+            raise XrayganError("model options feature_matching and perceptual must be >= 0 (0 = off)")
+        self.fm, self.pw = float(feature_matching), float(perceptual)
+        self.vgg = None
+        if self.pw > 0:
+            if not vgg_weights:
+                raise XrayganError("model option perceptual > 0 needs vgg_weights=FILE (a torchvision vgg16 state dict "
+                                   "saved on a machine with internet access; nothing is downloaded)")
+            from xraygan.training.perceptual import VGGFeatureStats
+
+            self.vgg = VGGFeatureStats(vgg_weights).to(device)
+
+    def __call__(self, real: torch.Tensor, fake: torch.Tensor, real_feat: Optional[torch.Tensor],
+                 fake_feat: Optional[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Extra G loss and its parts for logging (``real_feat``/``fake_feat``: D's penultimate features)."""
+        total = fake.new_zeros((), dtype=torch.float32)
+        logs: dict[str, float] = {}
+        if self.fm > 0 and real_feat is not None and fake_feat is not None:
+            fm = feature_matching_loss(real_feat, fake_feat)
+            total = total + self.fm * fm
+            logs["loss_fm"] = fm.item()
+        if self.vgg is not None:
+            if real.shape[-1] != fake.shape[-1]:
+                real = torch.nn.functional.interpolate(real, size=fake.shape[-2:], mode="area")
+            pl = self.vgg.loss(real, fake)
+            total = total + self.pw * pl
+            logs["loss_perceptual"] = pl.item()
+        return total, logs

@@ -1,0 +1,249 @@
+"""The experiment: folds, leakage refusal, classifiers, every arm and option, resume, CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from xraygan.data.dataset import PreparedDataset
+from xraygan.errors import XrayganError
+from xraygan.experiments import folds as F
+from xraygan.experiments.classifier import ClassifierConfig, classic_augment, predict_scores, train_classifier
+from xraygan.experiments.runner import ExperimentConfig, run_experiment, synthetic_counts
+from xraygan.experiments.stats import VERDICTS, auc_score
+from xraygan.experiments.synthetic import NoiseSource, OracleSource, gan_training_patients
+from xraygan.models.classifiers import build_classifier
+
+TINY = ClassifierConfig(input_size=16, steps=6, batch=8)
+
+
+def _cfg(prep: Path, out: Path, **kw) -> ExperimentConfig:
+    base = dict(prepared=str(prep), out=str(out), gan_config="noise", arms=("real",), ratios=(1.0,), folds=2, seeds=2,
+                classifier=TINY, n_boot=50)
+    base.update(kw)
+    return ExperimentConfig(**base)
+
+
+# --- folds and leakage -------------------------------------------------------------------------
+def test_folds_group_patients_and_never_touch_the_test_split(tiny_prepared):
+    ds = PreparedDataset.open(tiny_prepared)
+    folds = F.make_folds(ds, n_folds=3, seed=0)
+    pats, splits = ds.patients, ds.splits
+    all_test = np.concatenate([f.test for f in folds])
+    assert sorted(all_test) == sorted(ds.indices(split=("train", "val")))  # each train+val row tested once
+    for f in folds:
+        assert not set(pats[f.train]) & set(pats[f.test])
+        assert set(splits[f.train]) | set(splits[f.test]) <= {"train", "val"}
+        assert len(set(ds.labels[f.test])) == 2
+    again = F.make_folds(ds, n_folds=3, seed=0)
+    assert all(np.array_equal(a.test, b.test) for a, b in zip(folds, again))
+
+
+def test_real_fraction_keeps_that_fraction_of_training_patients(tiny_prepared):
+    ds = PreparedDataset.open(tiny_prepared)
+    full = F.make_folds(ds, n_folds=2, seed=0)
+    low = F.make_folds(ds, n_folds=2, seed=0, real_fraction=0.25)
+    for a, b in zip(full, low):
+        assert np.array_equal(a.test, b.test)
+        assert sorted(np.concatenate([b.train, b.dropped])) == sorted(a.train)
+        n_full, n_kept = len(set(ds.patients[a.train])), len(set(ds.patients[b.train]))
+        assert n_kept == pytest.approx(0.25 * n_full, abs=2) and len(set(ds.labels[b.train])) == 2
+    with pytest.raises(XrayganError, match="real-fraction"):
+        F.make_folds(ds, n_folds=2, real_fraction=1.5)
+
+
+def test_too_many_folds_is_a_clear_error(tiny_prepared):
+    with pytest.raises(XrayganError, match="--folds"):
+        F.make_folds(PreparedDataset.open(tiny_prepared), n_folds=50)
+
+
+def test_leakage_is_refused(tiny_prepared, tmp_path):
+    ds = PreparedDataset.open(tiny_prepared)
+    fold = F.make_folds(ds, n_folds=2, seed=0)[0]
+    # a "GAN run" whose config says it trained on every train+val image: it saw the fold's test patients
+    run = tmp_path / "leaky_run"
+    run.mkdir()
+    (run / "config.yaml").write_text(f"format: xraygan-run\noptions:\n  data: {tiny_prepared}\n  split: [train, val]\n")
+    with pytest.raises(XrayganError, match="refusing"):
+        F.check_no_leakage(gan_training_patients(run), ds.patients[fold.test])
+    # trained on the fold's training rows only: accepted
+    from xraygan.experiments.synthetic import write_fold_dataset
+
+    data = write_fold_dataset(ds, fold.train, tmp_path / "fold_data")
+    (run / "config.yaml").write_text(f"data: {data}\nsplit: [train]\n")
+    F.check_no_leakage(gan_training_patients(run), ds.patients[fold.test])
+    assert gan_training_patients(run) == set(ds.patients[fold.train])
+
+
+# --- classifiers -------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["small", "resnet18", "resnet50", "densenet121"])
+def test_classifiers_take_one_channel(name):
+    model = build_classifier(name, num_classes=2).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 2)
+
+
+def test_imagenet_weights_fold_first_conv_by_summing(tmp_path):
+    import torchvision
+
+    torch.manual_seed(0)
+    ref = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18.pth"
+    torch.save(ref.state_dict(), path)
+    model = build_classifier("resnet18", 2, imagenet_weights=path)
+    assert torch.allclose(model.conv1.weight, ref.conv1.weight.sum(dim=1, keepdim=True))
+    assert torch.equal(model.layer1[0].conv1.weight, ref.layer1[0].conv1.weight)
+    assert model.fc.out_features == 2
+    with pytest.raises(XrayganError, match="file not found"):
+        build_classifier("resnet18", 2, imagenet_weights=tmp_path / "missing.pth")
+    with pytest.raises(XrayganError, match="small CNN"):
+        build_classifier("small", 2, imagenet_weights=path)
+    with pytest.raises(XrayganError, match="does not match"):
+        build_classifier("resnet50", 2, imagenet_weights=path)
+    with pytest.raises(XrayganError, match="features.conv0.weight"):
+        build_classifier("densenet121", 2, imagenet_weights=path)
+
+
+def test_classic_augment_is_seeded_small_and_never_flips():
+    x = torch.linspace(-1, 1, 16).repeat(4, 1, 16, 1)  # (4,1,16,16): dark left, bright right
+    a = classic_augment(x, torch.Generator().manual_seed(0))
+    b = classic_augment(x, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and a.shape == x.shape and a.min() >= -1 and a.max() <= 1
+    assert not torch.equal(a, x)
+    assert ((a - x).abs().mean(dim=(1, 2, 3)) < (a - x.flip(-1)).abs().mean(dim=(1, 2, 3))).all()
+
+
+def test_classifier_training_is_seeded_and_learns(tiny_prepared):
+    ds = PreparedDataset.open(tiny_prepared)
+    tr, te = ds.indices(split="train"), ds.indices(split=("val", "test"))
+    x, y = ds.tensor(tr), torch.from_numpy(ds.labels[tr])
+    cfg = ClassifierConfig(input_size=16, steps=30, batch=8)
+    s1 = predict_scores(train_classifier(x, y, cfg, seed=3), ds.tensor(te))
+    s2 = predict_scores(train_classifier(x, y, cfg, seed=3), ds.tensor(te))
+    assert np.array_equal(s1, s2)
+    assert auc_score(ds.labels[te], s1) > 0.9
+
+
+# --- synthetic sources -------------------------------------------------------------------------
+def test_oracle_returns_held_back_training_images_of_the_class(tiny_prepared):
+    ds = PreparedDataset.open(tiny_prepared)
+    fold = F.make_folds(ds, n_folds=2, seed=0, real_fraction=0.3)[0]
+    imgs = OracleSource(ds, fold).sample(1, 5, seed=0)
+    pool = ds.pixels()[fold.dropped[ds.labels[fold.dropped] == 1]]
+    assert imgs.dtype == np.uint8 and len(imgs) == 5
+    assert all(any(np.array_equal(i, p) for p in pool) for i in imgs)
+    noise = NoiseSource(16).sample(0, 3, seed=1)
+    assert noise.shape == (3, 16, 16) and np.array_equal(noise, NoiseSource(16).sample(0, 3, seed=1))
+
+
+def test_synthetic_counts_ratio_and_balance():
+    n = np.array([10, 40])
+    assert synthetic_counts(n, "real+synthetic", 0.5, False).tolist() == [5, 20]
+    assert synthetic_counts(n, "real+synthetic", 2.0, True).tolist() == [20, 0]
+    assert synthetic_counts(n, "real+synthetic", 5.0, True).tolist() == [30, 0]  # never beyond the majority
+    assert synthetic_counts(n, "synthetic", None, False).tolist() == [10, 40]
+    assert synthetic_counts(n, "real+classic", None, False).tolist() == [0, 0]
+
+
+def test_oracle_needs_a_real_fraction_below_one(tiny_prepared, tmp_path):
+    with pytest.raises(XrayganError, match="real-fraction"):
+        run_experiment(_cfg(tiny_prepared, tmp_path / "o", gan_config="oracle", arms=("real+synthetic",)), progress=False)
+
+
+# --- the runner: every arm, resume ------------------------------------------------------------
+def test_every_arm_and_option_end_to_end(tiny_prepared, tmp_path):
+    from tests.helpers import make_prepared
+
+    ext = make_prepared(tmp_path / "ext", size=16, n_per_class=8, seed=5)
+    out = tmp_path / "exp"
+    cfg = _cfg(tiny_prepared, out, gan_config="oracle", arms=("real", "real+classic", "real+synthetic", "synthetic"),
+               ratios=(0.5, 2.0), balance=False, real_fraction=0.5, test=str(ext))
+    res = run_experiment(cfg, progress=False)
+    labels = ["real", "real+classic", "real+synthetic x0.5", "real+synthetic x2", "synthetic"]
+    assert list(res["arms"]) == labels and list(res["comparisons"]) == labels[1:]
+    for lab in labels:
+        arm = res["arms"][lab]
+        assert len(arm["units"]) == 4 and set(arm["test_sets"]) == {"test", "external"}
+        for m in ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1"):
+            assert set(arm["fold_tests"][m]) == {"value", "lo", "hi"}
+    u = res["arms"]["real+synthetic x2"]["units"][0]
+    assert u["n_synthetic"] == [2 * n for n in u["n_real"]]
+    assert res["arms"]["synthetic"]["units"][0]["n_synthetic"] == res["arms"]["synthetic"]["units"][0]["n_real"]
+    for c in res["comparisons"].values():
+        assert c["verdict"] in VERDICTS and c["corrected_ttest"]["n_runs"] == 4
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["protocol"]["config"]["real_fraction"] == 0.5 and "verdicts_text" in saved
+    for name in ("roc.png", "ci.png", "verdicts.txt"):
+        assert (out / name).stat().st_size > 0
+    assert len(list((out / "units").glob("*.json"))) == 2 * 2 * 5
+
+
+def test_balance_and_noise_and_bigger_input(tiny_prepared, tmp_path):
+    cfg = _cfg(tiny_prepared, tmp_path / "b", arms=("real+synthetic",), ratios=(1.0,), balance=True,
+               classifier=ClassifierConfig(input_size=24, steps=3, batch=8))
+    res = run_experiment(cfg, progress=False)
+    for u in res["arms"]["real+synthetic x1"]["units"]:
+        n_real = np.array(u["n_real"])
+        assert u["n_synthetic"] == synthetic_counts(n_real, "real+synthetic", 1.0, True).tolist()
+
+
+def test_resume_skips_finished_units(tiny_prepared, tmp_path):
+    out = tmp_path / "r"
+    cfg = _cfg(tiny_prepared, out, arms=("real", "real+classic"))
+    first = run_experiment(cfg, progress=False)
+    assert first["units_run_this_invocation"] == 8
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "units").glob("*.json")}
+    victim = sorted(mtimes)[0]
+    (out / "units" / victim).unlink()
+    again = run_experiment(cfg, progress=False)
+    assert again["units_run_this_invocation"] == 1
+    now = {p.name: p.stat().st_mtime_ns for p in (out / "units").glob("*.json")}
+    assert {k for k in now if now[k] != mtimes.get(k)} == {victim}
+    assert again["comparisons"]["real+classic"]["fold_auc_differences"] == pytest.approx(
+        first["comparisons"]["real+classic"]["fold_auc_differences"])  # same seeds, same numbers
+    with pytest.raises(XrayganError, match="different options"):
+        run_experiment(_cfg(tiny_prepared, out, folds=3), progress=False)
+
+
+def test_cli_runs_the_experiment(tiny_prepared, tmp_path, capsys):
+    from xraygan.cli import main
+
+    out = tmp_path / "cli"
+    rc = main(["experiment", str(tiny_prepared), "--gan-config", "noise", "--out", str(out), "--arms", "real,real+synthetic",
+               "--ratios", "1", "--folds", "2", "--seeds", "2", "--steps", "3", "--input-size", "16", "--bootstrap", "20", "-q"])
+    assert rc == 0
+    assert "real+synthetic x1:" in capsys.readouterr().out
+    assert (out / "results.json").is_file()
+    rc = main(["experiment", str(tiny_prepared), "--gan-config", "missing.yaml", "--out", str(tmp_path / "x"),
+               "--arms", "synthetic", "--folds", "2", "--seeds", "2", "--steps", "2", "--input-size", "16", "-q"])
+    assert rc == 2
+    assert "missing.yaml" in capsys.readouterr().err
+
+
+# --- the GAN source (xraygan.training + xraygan.generate) ---------------------------------------
+@pytest.mark.parametrize("conditional", [False, True])
+def test_gan_source_trains_one_gan_per_fold_on_training_patients_only(tiny_prepared, tmp_path, conditional):
+    gan_cfg = tmp_path / "gan.yaml"
+    gan_cfg.write_text(f"model: dcgan\nsize: 16\nsteps: 2\nbatch: 8\nema: 0\nconditional: {str(conditional).lower()}\n")
+    out = tmp_path / "g"
+    cfg = _cfg(tiny_prepared, out, gan_config=str(gan_cfg), arms=("real+synthetic", "synthetic"), seeds=1)
+    res = run_experiment(cfg, progress=False)
+    ds = PreparedDataset.open(tiny_prepared)
+    runs = ["conditional"] if conditional else ["class0", "class1"]
+    for fold in res["protocol"]["folds"]:
+        for name in runs:
+            run = out / "gans" / f"fold{fold['index']}" / name
+            assert (run / "checkpoints" / "latest.pt").is_file()
+            seen = gan_training_patients(run)
+            assert seen <= set(fold["train_patients"]) and not seen & set(fold["test_patients"])
+        assert set(ds.patients[ds.indices(split="test")]).isdisjoint(seen)
+    u = res["arms"]["synthetic"]["units"][0]
+    assert u["n_synthetic"] == u["n_real"]
+    ckpt = out / "gans" / "fold0" / runs[0] / "checkpoints" / "latest.pt"
+    before = ckpt.stat().st_mtime_ns
+    (out / "units" / "fold0_seed0_synthetic.json").unlink()
+    assert run_experiment(cfg, progress=False)["units_run_this_invocation"] == 1
+    assert ckpt.stat().st_mtime_ns == before  # the finished GAN was reused, not retrained
