@@ -80,7 +80,10 @@ def make_run(root: Path, with_eval: bool = True, steps: int = 40, every: int = 1
         for step in range(1, steps + 1):
             rec = {"step": step, "loss_d": 1.4 - step / 100, "loss_g": 0.7 + step / 100, "img_per_s": 50.0}
             if step % every == 0:
-                rec["fd"] = 100.0 / step + (5 if step == steps else 0)
+                rec["fd_xray"] = 100.0 / step + (5 if step == steps else 0)
+                rec["fd_xray_best"] = min(100.0 / s + (5 if s == steps else 0) for s in range(every, step + 1, every))
+                if step == every:
+                    rec["fd_xray_floor"], rec["fd_xray_n"] = 1.5, 64
                 Image.fromarray(_grid(step, classes=4 if label else 2)).save(root / "samples" / f"step_{step:08d}.png")
             fh.write(json.dumps(rec) + "\n")
     (root / "checkpoints" / "latest.pt").write_bytes(b"\0" * 16)

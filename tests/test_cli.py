@@ -54,3 +54,14 @@ def test_presets_listing_and_unknown_preset(capsys):
 def test_module_entry_point_runs():
     r = subprocess.run([sys.executable, "-m", "xraygan", "--version"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.startswith("xraygan ")
+
+
+def test_config_file_can_supply_required_positionals(tmp_path, capsys):
+    cfg = tmp_path / "prep.yaml"
+    cfg.write_text("source: data/labels.csv\nout: prepared\nsize: 32\n")
+    assert main(["prepare", "--config", str(cfg), "--print-config"]) == 0
+    got = yaml.safe_load(capsys.readouterr().out)
+    assert (got["source"], got["out"], got["size"]) == ("data/labels.csv", "prepared", 32)
+    assert main(["prepare", "a.csv", "b", "--config", str(cfg), "--size", "16", "--print-config"]) == 0
+    got = yaml.safe_load(capsys.readouterr().out)
+    assert (got["source"], got["out"], got["size"]) == ("a.csv", "b", 16)

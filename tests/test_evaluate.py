@@ -182,7 +182,7 @@ def test_evaluate_sets_identical_sets_score_at_the_floor():
     pix = np.concatenate([synthetic_xrays(60, 16, c, 10 + c) for c in (0, 1)])
     lab = np.repeat([0, 1], 60)
     real = Images(pix, lab, ["NORMAL", "PNEUMONIA"])
-    res = evaluate_sets(real, real, features="random", n=60, per_class=False, **FAST)
+    res = evaluate_sets(real, real, features="random", n=60, per_class=False, kid_subset_size=30, **FAST)
     o = res["overall"]
     for key in ("precision", "recall", "coverage"):  # the "synthetic" sample is real data: at the floor
         assert abs(o[key]["value"] - o[key]["floor"]) < 0.15, key
@@ -198,3 +198,34 @@ def test_cli_evaluate_prints_table_and_writes_json(tmp_path, capsys):
     text = capsys.readouterr().out
     assert rc == 0 and "Frechet distance" in text and "floor" in text and out.is_file()
     assert main(["evaluate", "--real", str(real), "--fake", str(tmp_path / "nope")]) == 2
+
+
+def test_channels_are_folded_to_grayscale(tmp_path):
+    real = make_prepared(tmp_path / "real", size=16, n_per_class=10)
+    for c, name in enumerate(["NORMAL", "PNEUMONIA"]):
+        d = tmp_path / "rgb" / name
+        d.mkdir(parents=True)
+        for i, img in enumerate(synthetic_xrays(4, 16, c, 70 + c)):
+            Image.fromarray(np.stack([img] * 3, -1)).save(d / f"{i}.png")
+    res = evaluate(real, tmp_path / "rgb", features="random", n=8, **FAST)
+    assert res["n"] == 8 and res["overall"]["fd"]["value"] is not None
+
+
+def test_real_inception_weights_when_available():
+    import os
+
+    path = os.environ.get("XRAYGAN_INCEPTION_WEIGHTS")
+    if not path:
+        pytest.skip("set XRAYGAN_INCEPTION_WEIGHTS to a local pt_inception-2015-12-05-6726825d.pth to run")
+    pytest.importorskip("torch_fidelity")
+    ex = get_extractor("inception", inception_weights=path)
+    assert ex.features(to_tensor(synthetic_xrays(2, 32, 0, 0))).shape == (2, 2048)
+
+
+def test_radiomics_features_when_installed():
+    pytest.importorskip("radiomics")
+    from xraygan.metrics.radiomics import radiomics_features
+
+    f = radiomics_features(synthetic_xrays(3, 16, 0, 0))
+    assert f.shape[0] == 3 and f.shape[1] > 50 and np.isfinite(f).all()
+    assert get_extractor("radiomics").standardise

@@ -20,7 +20,8 @@ def test_model_card_contents(tmp_path):
     assert "NORMAL, PNEUMONIA" in text
     assert re.search(r"\| train \| \d+ \| \d+ \|", text)  # counts per split
     # FD during training: last (step 40: 100/40+5 = 7.5) and best (step 30: 3.333)
-    assert re.search(r"\| fd \| 7\.5 \| 40 \| 3\.333 \| 30 \|", text)
+    assert "| fd_xray | 7.5 | 40 | 3.333 | 30 | 1.5 |" in text  # with the floor logged by the eval hook
+    assert "fd_xray_best |" not in text and "fd_xray_floor |" not in text and "fd_xray_n |" not in text
     # evaluation with floors
     # evaluation with floors: the newest file per extractor (step 40, not step 20)
     assert "eval/step_00000040_xray.json" in text and "step_00000020_xray" not in text

@@ -225,3 +225,31 @@ def test_any_size_allows_non_power_of_two(tmp_path):
     src = class_folder(tmp_path / "src", n_per_class=2, shape=(32, 32))
     ds = prepare(src, tmp_path / "out", size=24, any_size=True, val=0, test=0)
     assert ds.pixels().shape == (4, 24, 24) and ds.info["options"]["any_size"] is True
+
+
+def test_csv_of_dicoms_takes_patient_id_from_header(tmp_path):
+    pytest.importorskip("pydicom")
+    root = tmp_path / "d"
+    ramp = np.arange(256, dtype=np.uint16).reshape(16, 16)
+    rows = []
+    for i in range(6):
+        dicom_file(root / f"{i}.dcm", ramp + i, patient_id=f"P{i // 2}")
+        rows.append(f"{i}.dcm,{'A' if i < 3 else 'B'}")
+    (root / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    ds = prepare(root / "labels.csv", tmp_path / "out", size=8, val=0, test=0)
+    assert list(ds.patients) == ["P0", "P0", "P1", "P1", "P2", "P2"] and ds.info["patient_ids_from"] == "dicom"
+
+
+def test_npz_rgb_images(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "rgb.npz", train_images=rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8),
+             train_labels=np.array([[0], [1], [0], [1]]))
+    ds = prepare(tmp_path / "rgb.npz", tmp_path / "out", size=8)
+    assert ds.pixels().shape == (4, 8, 8) and ds.classes == ["0", "1"] and set(ds.splits) == {"train"}
+
+
+def test_warns_when_a_split_gets_no_images_of_a_class(tmp_path, caplog):
+    src = class_folder(tmp_path / "src", n_per_class=3)
+    with caplog.at_level(logging.WARNING):
+        prepare(src, tmp_path / "out", size=8, patient_regex=r"img(\d)", val=0.1, test=0.1)
+    assert "no images of val/NORMAL" in caplog.text

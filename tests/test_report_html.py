@@ -7,7 +7,6 @@ import io
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,7 +57,7 @@ def test_run_report_has_every_part(tmp_path):
     assert "<h3>eval/step_00000040_xray.json</h3>" in html and "Earlier evaluations (1)" in html
     assert "n=64 is small" in html  # the evaluation's warnings are shown
     assert "CC BY 4.0" in html and "Kermany" in html and "MODEL_CARD.md" in html
-    assert "last 7.5 at step 40; best 3.333 at step 30" in html
+    assert "last 7.5 at step 40; best 3.333 at step 30; floor 1.5" in html and "dashed: the floor" in html
     assert "not available" not in html
     assert "Experiment" not in re.sub(r"<pre>.*?</pre>", "", html, flags=re.S).split("<h2 id=config>")[0].split("</nav>")[1]
 
@@ -68,7 +67,7 @@ def test_one_label_run_shows_whole_grids(tmp_path):
     html = render_report(run)
     assert html.count("<h3>PNEUMONIA</h3>") == 1 and "<h3>NORMAL</h3>" not in html
     strips = _images(html)[:4]
-    assert all(im.height == 4 * im.width // 4 and im.width >= 64 for im in strips)  # the 4x4 grid, not one row
+    assert all(im.height == im.width >= 64 for im in strips)  # the whole square 4x4 grid, not one row of it
     assert "rows top to bottom" not in html
 
 
@@ -114,6 +113,8 @@ def test_missing_parts_say_not_available(tmp_path):
     empty.mkdir()
     html = render_report(empty)
     assert "Experiment results: not available" in html and "Sample grids: not available" in html
+    make_run(empty / "sub" / "r")  # a folder holding runs (like `xraygan demo`'s output) points to them
+    assert f"Report on one of these instead: <code>{empty / 'sub' / 'r'}</code>" in render_report(empty)
 
 
 def test_command_writes_refuses_and_forces(tmp_path, capsys):

@@ -92,29 +92,41 @@ def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentP
     raise KeyError(name)
 
 
+def _option_value(argv: list[str], flag: str) -> str | None:
+    """The value of ``flag`` in ``argv`` (``--flag V`` or ``--flag=V``), last one wins."""
+    value = None
+    for i, tok in enumerate(argv):
+        if tok == flag and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif tok.startswith(flag + "="):
+            value = tok.split("=", 1)[1]
+    return value
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse ``argv`` applying preset, then config file, then command-line options."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
-    if not args.command:
-        return args
-    sp = _subparser(parser, args.command)
-    defaults: dict[str, Any] = {}
-    if getattr(args, "preset", None):
-        from xraygan.presets import preset_path
+    command = next((t for t in argv if not t.startswith("-")), None)
+    if command in COMMANDS and "-h" not in argv and "--help" not in argv:
+        sp = _subparser(parser, command)
+        defaults: dict[str, Any] = {}
+        preset = _option_value(argv, "--preset")
+        if preset:
+            from xraygan.presets import preset_path
 
-        defaults.update(_load_yaml_options(preset_path(args.preset), sp, "preset"))
-    if args.config:
-        defaults.update(_load_yaml_options(Path(args.config), sp, "config file"))
-    if defaults:
-        sp.set_defaults(**defaults)
-        # positional arguments given in a config file are no longer required on the command line
-        for action in sp._actions:
-            if action.dest in defaults and not action.option_strings:
-                action.nargs = "?" if action.nargs is None else action.nargs
-        args = parser.parse_args(argv)
-    return args
+            defaults.update(_load_yaml_options(preset_path(preset), sp, "preset"))
+        config = _option_value(argv, "--config")
+        if config:
+            defaults.update(_load_yaml_options(Path(config), sp, "config file"))
+        if defaults:
+            sp.set_defaults(**defaults)
+            # positional arguments given in a preset or config file are optional on the command line
+            for action in sp._actions:
+                if action.dest in defaults and not action.option_strings and action.nargs is None:
+                    action.nargs = "?"
+                    action.default = defaults[action.dest]
+    return parser.parse_args(argv)
 
 
 def resolved_options(args: argparse.Namespace) -> dict[str, Any]:

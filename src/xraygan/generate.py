@@ -41,8 +41,8 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return ((x.float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8).squeeze(1).cpu().numpy()
 
 
-def save_grid(images: torch.Tensor, path: str | Path, ncol: int = 8, pad: int = 2) -> None:
-    """Write (n, 1, H, W) images in [-1, 1] as one PNG grid, ``ncol`` per row, white padding."""
+def save_grid(images: torch.Tensor, path: str | Path, ncol: int = 8, pad: int = 2) -> np.ndarray:
+    """Write (n, 1, H, W) images in [-1, 1] as one PNG grid, ``ncol`` per row, white padding; returns it (uint8)."""
     from PIL import Image
 
     from xraygan.utils.fs import atomic_write_bytes
@@ -57,6 +57,7 @@ def save_grid(images: torch.Tensor, path: str | Path, ncol: int = 8, pad: int = 
     buf = io.BytesIO()
     Image.fromarray(canvas).save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
+    return canvas
 
 
 @dataclass
@@ -108,11 +109,13 @@ class Sampler:
     def sample_seeds(self, seeds: Sequence[int], labels: Sequence[int], truncation: float | None = None, batch: int = 64) -> torch.Tensor:
         """One image per (seed, label index): (n, 1, S, S) float in [-1, 1] on the CPU."""
         fam, out = self.family, []
+        was_training = self.generator.training
         self.generator.eval()
         for lo in range(0, len(seeds), batch):
             z = torch.cat([fam.latent(1, torch.Generator().manual_seed(int(s))) for s in seeds[lo: lo + batch]])
             y = torch.tensor(list(labels[lo: lo + batch]), dtype=torch.long, device=fam.device)
             out.append(fam.sample(self.generator, z, y if self.n_classes else torch.zeros_like(y), truncation).float().clamp(-1, 1).cpu())
+        self.generator.train(was_training)  # a raw G sampled during training goes back to train mode
         return torch.cat(out) if out else torch.zeros(0, 1, self.size, self.size)
 
     def sample(self, n: int, labels: str | int | Sequence[int] | None = None, seed: int = 0,

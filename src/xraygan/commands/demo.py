@@ -19,6 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="a handful of steps at 16 px (for tests; images will be noise)")
     p.add_argument("--steps", type=int, help="training steps (default: ~3 minutes on 2 CPU cores)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for PyTorch (0 = its default); 1 is fastest on a busy shared machine")
+    p.add_argument("--max-time", type=float, help="cap on training seconds (default 200; none with --quick)")
     p.add_argument("--force", action="store_true", help="replace an existing --out folder")
 
 
@@ -26,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     """Call xraygan.demo.demo and print its summary."""
     from xraygan.demo import demo
 
-    summary = demo(args.out, quick=args.quick, steps=args.steps, device=args.device, force=args.force)
+    summary = demo(args.out, quick=args.quick, steps=args.steps, device=args.device, force=args.force,
+                   max_time=args.max_time, threads=args.threads)
     print(summary.text())
     return 0

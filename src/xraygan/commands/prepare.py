@@ -6,9 +6,9 @@ SOURCE is one of:
   - a CSV with image paths relative to the CSV's folder (--path-col, --label-col, --patient-col);
   - a MedMNIST .npz (train_/val_/test_ images and labels; its own split is kept; --label-names).
 
-Patient ids come from the CSV's patient column, else --patient-regex on file names, else the DICOM
-PatientID; without any, every image is its own patient (a loud warning: patients may leak across
-splits). For the Kermany chest X-ray names use
+Patient ids come from --patient-regex on file names when given, else the CSV's patient column,
+else the DICOM PatientID; without any, every image is its own patient (a loud warning: patients
+may leak across splits). For the Kermany chest X-ray names use
   --patient-regex '^(person\\d+)_|^((?:NORMAL2-)?IM)-(\\d+)'
 which maps person123_bacteria_456.jpeg -> person123 and IM-0115-0001.jpeg -> im0115 (the capture
 groups are joined and lower-cased; a named group (?P<patient>...) is used alone when present).

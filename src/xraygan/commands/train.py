@@ -53,12 +53,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-time", type=float, help="stop this invocation after this many seconds (a checkpoint is written)")
     p.add_argument("--sample-every", type=int, default=500, help="write a sample grid every N steps")
     p.add_argument("--ckpt-every", type=int, default=1000, help="write checkpoints every N steps")
+    p.add_argument("--ckpt-minutes", type=float, default=10.0, help="also refresh checkpoints/latest.pt every this many minutes (0 = off)")
     p.add_argument("--keep-ckpts", type=int, default=5, help="step-numbered checkpoints to keep (0 = all)")
     p.add_argument("--log-every", type=int, default=10, help="append to metrics.jsonl every N steps")
     p.add_argument("--eval-every", type=int, default=0, help="evaluate the generator every N steps and keep checkpoints/best.pt (0 = off)")
+    p.add_argument("--tensorboard", action="store_true", help="mirror metrics and sample grids to RUN/tensorboard/ (needs the tensorboard extra)")
     p.add_argument("--model-option", action="append", type=_model_option, default=[], metavar="KEY=VALUE", help="an option of the chosen --model family (repeatable)")
     p.add_argument("--seed", type=int, default=0, help="random seed (data order, latents, augmentation)")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for PyTorch (0 = its default, all cores); 1 is fastest when other jobs load the machine")
     p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 autocast) on CUDA")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
 
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from xraygan.training.loop import resume_config, train
 
     if args.resume:
-        cfg = resume_config(args.resume, steps=args.steps, max_time=args.max_time, device=args.device)
+        cfg = resume_config(args.resume, steps=args.steps, max_time=args.max_time, device=args.device, threads=args.threads or None)
         out = train(cfg, resume=True)
     else:
         if not args.data or not args.out:
@@ -81,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
             loss=args.loss, smooth=args.smooth, lr_g=args.lr_g, lr_d=args.lr_d, beta1=args.beta1, beta2=args.beta2,
             batch=args.batch, latent_dim=args.latent_dim, width=args.width, ema=args.ema, diffaug=args.diffaug,
             steps=args.steps or 20000, max_time=args.max_time, sample_every=args.sample_every, ckpt_every=args.ckpt_every,
-            keep_ckpts=args.keep_ckpts, log_every=args.log_every, eval_every=args.eval_every, seed=args.seed,
-            device=args.device or "auto", amp=args.amp, force=args.force, model_options=dict(args.model_option),
+            keep_ckpts=args.keep_ckpts, ckpt_minutes=args.ckpt_minutes, tensorboard=args.tensorboard, log_every=args.log_every, eval_every=args.eval_every, seed=args.seed,
+            device=args.device or "auto", amp=args.amp, threads=args.threads, force=args.force, model_options=dict(args.model_option),
         )
         out = train(cfg)
     print(f"run: {out}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -138,7 +139,7 @@ def read_csv(path: Path, path_col: str = "path", label_col: str = "label", patie
         if not rel or not label:
             which = path_col if not rel else label_col
             raise XrayganError(f"{path} line {line}: empty '{which}' value; fill it in or remove the row")
-        full = (base / rel).resolve()
+        full = Path(os.path.normpath(base / rel))  # lexical: symlinked images inside the folder are fine
         if Path(rel).is_absolute() or not _inside(full, base):
             raise XrayganError(f"{path} line {line}: path {rel} is outside the CSV's folder {base}; use paths relative to the CSV's folder")
         pid = ((row.get(patient_col) or "").strip() or None) if patient_col else None

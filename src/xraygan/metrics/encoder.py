@@ -69,7 +69,7 @@ class XrayEncoder(nn.Module):
 class RandomCNN(nn.Module):
     """Randomly initialised conv features; identical for a given seed on every machine."""
 
-    def __init__(self, seed: int = 0, widths: tuple[int, ...] = (64, 128, 256, 256, 256)):
+    def __init__(self, seed: int = 0, widths: tuple[int, ...] = (32, 64, 128, 256, 256)):
         super().__init__()
         stages, cin = [], 1
         for i, w in enumerate(widths):

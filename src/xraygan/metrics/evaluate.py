@@ -169,7 +169,11 @@ def memorisation(fake_pix, train_pix, held_pix, ex: Extractor, size: int, cache:
         raise XrayganError(f"memorisation needs at least 2 training and 2 held-out real images, got {len(train_pix)} and {len(held_pix)}")
     unit = lambda p: np.asarray(p, np.float32).reshape(len(p), -1) / 255.0  # noqa: E731
     pixel = memorisation_scores(unit(fake_pix), unit(train_pix), unit(held_pix))
-    feat = memorisation_scores(feats(fake_pix, ex, size, None), feats(train_pix, ex, size, cache), feats(held_pix, ex, size, cache))
+    f_fake, f_train, f_held = feats(fake_pix, ex, size, None), feats(train_pix, ex, size, cache), feats(held_pix, ex, size, cache)
+    if ex.standardise:
+        mu, sd = f_train.mean(0), f_train.std(0) + 1e-12
+        f_fake, f_train, f_held = ((f - mu) / sd for f in (f_fake, f_train, f_held))
+    feat = memorisation_scores(f_fake, f_train, f_held)
     d, idx = pixel.pop("_fake_nn")
     feat.pop("_fake_nn")
     out = {"pixel": pixel, "feature": feat, "closest_pairs_png": None}
@@ -200,8 +204,11 @@ def evaluate_sets(real, fake, *, train=None, heldout=None, features: str | Extra
         warnings.append(f"n={s.n} is small for {ex.dim}-d features: Frechet distance and precision/recall are unstable below about n={stable_n(ex)}; use more images (KID is unbiased)")
     real_idx = np.concatenate([s.a, s.b])
     rf = feats(real.pixels[real_idx], ex, size, cache_dir)
-    fa, fb = rf[:s.n], rf[s.n:]
     ff = feats(fake.pixels[s.fake], ex, size, None)
+    if ex.standardise:  # features on very different scales (radiomics): z-score by the real sample
+        mu, sd = rf.mean(0), rf.std(0) + 1e-12
+        rf, ff = (rf - mu) / sd, (ff - mu) / sd
+    fa, fb = rf[:s.n], rf[s.n:]
     res = {"n": s.n, "resolution": size, **provenance(ex), "options": opts, "warnings": warnings}
     res["overall"] = scores_with_floor(fa, fb, ff, opts)
     res["overall"]["ssim"] = _diversity(real.pixels[s.a], fake.pixels[s.fake], ssim_pairs, seed)
@@ -217,7 +224,7 @@ def evaluate_sets(real, fake, *, train=None, heldout=None, features: str | Extra
         entry = {"n": c.n, **scores_with_floor(pick(c.a, pos, rf), pick(c.b, pos, rf), pick(c.fake, fpos, ff), opts)}
         entry["ssim"] = _diversity(real.pixels[c.a], fake.pixels[c.fake], ssim_pairs, seed)
         res["per_class"][name] = entry
-    xray = ex if ex.name == "xray" else _try_xray(device)
+    xray = ex if ex.name == "xray" else _try_xray(device, encoder_path)
     if xray is not None:
         res["class_consistency"] = class_consistency(xray, real.pixels[s.a], real.labels[s.a], fake.pixels[s.fake], fake.labels[s.fake], real.classes, size)
     if train is not None and heldout is not None:
@@ -228,9 +235,10 @@ def evaluate_sets(real, fake, *, train=None, heldout=None, features: str | Extra
     return res
 
 
-def _try_xray(device: str) -> Extractor | None:
+def _try_xray(device: str, encoder_path=None) -> Extractor | None:
+    """The xray encoder for class consistency when another extractor gives the features."""
     try:
-        return resolve_extractor("xray", device, None, None, 0)
+        return resolve_extractor("xray", device, None, encoder_path, 0)
     except XrayganError as e:
         log.info("class consistency skipped: %s", e)
         return None

@@ -62,6 +62,7 @@ class Extractor:
     classes: list[str] | None = None  # classifier head classes (xray only)
     head: Callable | None = field(default=None, repr=False)
     batch: int = 256
+    standardise: bool = False  # z-score features by the real set's statistics before distances (radiomics)
 
     def _batches(self, images, fn):
         import torch

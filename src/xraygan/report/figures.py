@@ -80,8 +80,9 @@ def pick_evenly(items: Sequence, k: int) -> list:
     return [items[i] for i in idx]
 
 
-def line_plot(series: dict[str, list[tuple[float, float]]], title: str, ylabel: str, logy: bool = False) -> bytes:
-    """PNG of one or more (step, value) series on shared axes."""
+def line_plot(series: dict[str, list[tuple[float, float]]], title: str, ylabel: str, logy: bool = False,
+              hlines: dict[str, float] | None = None) -> bytes:
+    """PNG of one or more (step, value) series on shared axes, with dashed horizontal reference lines."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -91,7 +92,10 @@ def line_plot(series: dict[str, list[tuple[float, float]]], title: str, ylabel: 
     for name, pts in series.items():
         x, y = zip(*pts)
         ax.plot(x, y, label=name, marker="o" if len(pts) < 30 else None, markersize=3, linewidth=1.2)
-    if logy and all(v > 0 for pts in series.values() for _, v in pts):
+    for name, y in (hlines or {}).items():
+        ax.axhline(y, linestyle="--", linewidth=1, color="gray", label=name)
+    values = [v for pts in series.values() for _, v in pts] + list((hlines or {}).values())
+    if logy and all(v > 0 for v in values):
         ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)

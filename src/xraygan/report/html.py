@@ -22,7 +22,8 @@ import yaml
 
 from xraygan.report.figures import data_uri, file_uri, grid_rows, line_plot, pick_evenly, png_bytes
 from xraygan.report.rundir import (
-    RunInfo, better, eval_info, eval_rows, fd_summary, fmt, latest_evals, is_fd_key, is_loss_key, load_run, metric_series, provenance,
+    RunInfo, better, eval_info, eval_rows, fd_floors, fd_series, fd_summary, fmt, is_loss_key, latest_evals, load_run,
+    metric_series, provenance,
 )
 from xraygan.utils.fs import atomic_write_text
 
@@ -77,10 +78,17 @@ def _summary(info: RunInfo) -> str:
     if info.metrics:
         rows.append(("last logged step", info.metrics[-1].get("step", len(info.metrics))))
     for key, v in fd_summary(info).items():
-        rows.append((f"{key} (training)", f"last {fmt(v['last'])} at step {int(v['last_step'])}; best {fmt(v['best'])} at step {int(v['best_step'])}"))
+        floor = f"; floor {fmt(v['floor'])}" if "floor" in v else ""
+        rows.append((f"{key} (training)", f"last {fmt(v['last'])} at step {int(v['last_step'])}; best {fmt(v['best'])} at step {int(v['best_step'])}{floor}"))
     for comparison, verdict, _ in _verdict_rows(info.results or {}):
         rows.append((f"verdict: {comparison}", verdict))
-    return "<h2 id=summary>Summary</h2>" + _table(("", ""), rows)
+    hint = ""
+    if not info.is_run and not info.is_experiment:
+        inside = sorted(p.parent for pat in ("*/config.yaml", "*/*/config.yaml", "*/results.json", "*/*/results.json") for p in info.root.glob(pat))
+        if inside:
+            hint = ("<p class=na>This folder is neither a run nor an experiment. Report on one of these instead: "
+                    + ", ".join(f"<code>{escape(str(p))}</code>" for p in inside[:10]) + ".</p>")
+    return "<h2 id=summary>Summary</h2>" + hint + _table(("", ""), rows)
 
 
 def _samples(info: RunInfo) -> str:
@@ -112,9 +120,12 @@ def _curves(info: RunInfo) -> str:
         return out[0] + _na("Loss and FD curves", "no metrics.jsonl or it is empty")
     series = metric_series(info.metrics)
     losses = {k: v for k, v in series.items() if is_loss_key(k)}
-    fds = {k: v for k, v in series.items() if is_fd_key(k)}
-    out.append(_figure(data_uri(line_plot(losses, "Losses", "loss")), "Losses per logged step (metrics.jsonl)", "plot") if losses else _na("Loss curve", "no loss values in metrics.jsonl"))
-    out.append(_figure(data_uri(line_plot(fds, "Fréchet distance", "FD (lower is better)", logy=True)), "Fréchet distance during training (metrics.jsonl)", "plot") if fds else _na("FD curve", "no FD values in metrics.jsonl (train with periodic evaluation, or run `xraygan evaluate`)"))
+    fds, floors = fd_series(series), fd_floors(series)
+    out.append(_figure(data_uri(line_plot(losses, "Losses", "loss")), "Losses per logged step (metrics.jsonl)", "plot")
+               if losses else _na("Loss curve", "no loss values in metrics.jsonl"))
+    caption = "Fréchet distance during training (metrics.jsonl)" + ("; dashed: the floor (two disjoint real halves)" if floors else "")
+    out.append(_figure(data_uri(line_plot(fds, "Fréchet distance", "FD (lower is better)", logy=True, hlines=floors)), caption, "plot")
+               if fds else _na("FD curve", "no FD values in metrics.jsonl (train with --eval-every, or run `xraygan evaluate`)"))
     return "\n".join(out)
 
 

@@ -94,8 +94,8 @@ def _metrics_section(info: RunInfo) -> str:
     out = []
     fds = fd_summary(info)
     if fds:
-        rows = [(k, v["last"], int(v["last_step"]), v["best"], int(v["best_step"])) for k, v in fds.items()]
-        out += ["During training (`metrics.jsonl`):", "", _table(("metric", "last", "at step", "best", "at step"), rows), ""]
+        rows = [(k, v["last"], int(v["last_step"]), v["best"], int(v["best_step"]), v.get("floor")) for k, v in fds.items()]
+        out += ["During training (`metrics.jsonl`):", "", _table(("metric", "last", "at step", "best", "at step", "floor"), rows), ""]
     for name in latest_evals(info.evals):
         data = info.evals[name]
         about = ", ".join(f"{k} {fmt(v)}" for k, v in eval_info(data) if k in ("n", "resolution", "features/name"))

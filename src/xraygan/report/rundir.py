@@ -33,6 +33,7 @@ KNOWN_SOURCES: dict[str, tuple[str, str]] = {
 _DATA_KEYS = ("prepared", "data", "dataset", "prepared_dir", "data_dir")
 _STEP_KEYS = ("step", "kimg", "iteration", "it")
 _IMAGE_EXT = (".png", ".jpg", ".jpeg")
+_FD_NOT_VALUES = {"n", "best", "std", "seconds", "time"}  # fd_xray_n, fd_xray_best...: not FD values
 
 
 @dataclass
@@ -224,11 +225,25 @@ def is_loss_key(key: str) -> bool:
 def fd_summary(info: RunInfo) -> dict[str, dict[str, float]]:
     """For each FD-like series in metrics.jsonl: last value, best (lowest) value and its step."""
     out = {}
-    for key, pts in metric_series(info.metrics).items():
-        if is_fd_key(key) and "floor" not in key.lower() and pts:
-            best = min(pts, key=lambda t: t[1])
-            out[key] = {"last": pts[-1][1], "last_step": pts[-1][0], "best": best[1], "best_step": best[0]}
+    series = metric_series(info.metrics)
+    for key, pts in fd_series(series).items():
+        best = min(pts, key=lambda t: t[1])
+        out[key] = {"last": pts[-1][1], "last_step": pts[-1][0], "best": best[1], "best_step": best[0]}
+        if f"{key}_floor" in series:
+            out[key]["floor"] = series[f"{key}_floor"][-1][1]
     return out
+
+
+def fd_series(series: dict[str, list]) -> dict[str, list]:
+    """The FD series proper: FD-like keys without floors (``fd_xray_floor``), running bests
+    (``fd_xray_best``) and counts (``fd_xray_n``)."""
+    return {k: v for k, v in series.items() if v and is_fd_key(k) and "floor" not in k.lower()
+            and re.split(r"[/_.]", k.lower())[-1] not in _FD_NOT_VALUES}
+
+
+def fd_floors(series: dict[str, list]) -> dict[str, float]:
+    """The last value of every FD floor series (``fd_xray_floor`` is logged once, at the first evaluation)."""
+    return {k: v[-1][1] for k, v in series.items() if v and is_fd_key(k) and "floor" in k.lower()}
 
 
 # which way is better, by the last part of a metric's name (as `xraygan evaluate` prints it)

@@ -43,10 +43,13 @@ class TrainConfig:
     sample_every: int = 500
     ckpt_every: int = 1000
     log_every: int = 10
+    ckpt_minutes: float = 10.0  # also refresh latest.pt every this many minutes (0: off)
+    tensorboard: bool = False  # mirror metrics and sample grids to RUN/tensorboard/
     keep_ckpts: int = 5  # step-numbered checkpoints kept (0: all); latest.pt is always kept
     eval_every: int = 0  # 0: off; see xraygan.training.loop for the hook
     seed: int = 0
     device: str = "auto"
+    threads: int = 0  # CPU threads for torch (0: PyTorch default); 1 is fastest on a busy shared machine
     amp: bool = False
     force: bool = False
     model_options: dict[str, Any] = field(default_factory=dict)

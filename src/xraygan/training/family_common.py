@@ -9,7 +9,6 @@ project we learn from (``feature_matching`` and ``perceptual`` model options).
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import Optional
 
 import torch
@@ -17,8 +16,6 @@ import torch
 from xraygan.errors import XrayganError
 from xraygan.training.config import TrainConfig
 from xraygan.training.gan_losses import feature_matching_loss
-
-log = logging.getLogger(__name__)
 
 
 def user_or_paper(cfg: TrainConfig, name: str, paper: float) -> float:

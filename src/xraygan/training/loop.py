@@ -37,8 +37,8 @@ from xraygan.training.checkpoint import capture_rng, load_checkpoint, restore_rn
 from xraygan.training.config import TrainConfig
 from xraygan.training.ema import ema_decay, make_ema, refresh_batchnorm, update_ema
 from xraygan.training.families import GANFamily, get_family
-from xraygan.training.rundir import (RunDir, append_metrics, plot_losses, prune_checkpoints,
-                                     truncate_metrics, write_run_config)
+from xraygan.training.rundir import RunDir, plot_losses, prune_checkpoints, truncate_metrics, write_run_config
+from xraygan.training.tracking import Tracker
 from xraygan.utils.runtime import resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,7 @@ class LoopContext:
     elapsed: float = 0.0
     gens: dict[str, torch.Generator] = field(default_factory=dict)
     last_losses: dict[str, float] = field(default_factory=dict)
+    tracker: Optional[Tracker] = None
 
     @property
     def generator(self) -> torch.nn.Module:
@@ -173,6 +174,8 @@ def _restore(ctx: LoopContext, ckpt: dict[str, Any]) -> None:
 
 def _setup(cfg: TrainConfig, resume: bool) -> LoopContext:
     cfg.validate()
+    if cfg.threads > 0:
+        torch.set_num_threads(int(cfg.threads))
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     data = load_train_data(cfg, device)
@@ -234,7 +237,9 @@ def write_sample_grid(ctx: LoopContext, path: Path) -> None:
     with torch.no_grad():
         imgs = fam.sample(g, z, y).float().cpu()
     g.train(was_training)
-    save_grid(imgs, path, ncol=GRID_COLUMNS)
+    canvas = save_grid(imgs, path, ncol=GRID_COLUMNS)
+    if ctx.tracker is not None:
+        ctx.tracker.image(ctx.step, "samples", canvas)
 
 
 def _checkpoint(ctx: LoopContext) -> None:
@@ -255,56 +260,76 @@ def _eval_hook(cfg: TrainConfig, run: RunDir) -> Callback:
     return make_eval_hook(cfg, run.root)
 
 
+class _Meter:
+    """img/s between log records."""
+
+    def __init__(self) -> None:
+        self.t, self.images = time.monotonic(), 0
+
+    def rate(self) -> float:
+        now = time.monotonic()
+        r = self.images / max(now - self.t, 1e-9)
+        self.t, self.images = now, 0
+        return r
+
+
+def _record(ctx: LoopContext, losses: dict[str, float], meter: _Meter, callbacks: list[Callback], bar: Any) -> None:
+    """Write this step's metrics record (logger schedule and/or callbacks) and update the bar."""
+    record: dict[str, Any] = {}
+    if ctx.step % ctx.cfg.log_every == 0 or ctx.step == ctx.cfg.steps:
+        record = {"images": ctx.images_seen, "time": round(ctx.elapsed, 3), "img_per_s": round(meter.rate(), 2), **losses}
+        bar.set_postfix({"img/s": f"{record['img_per_s']:.0f}", **{k: f"{v:.3f}" for k, v in losses.items() if k.startswith("loss")}})
+    for cb in callbacks:
+        record.update(cb(ctx) or {})
+    if record:
+        ctx.tracker.log(ctx.step, record)
+    bar.update(1)
+
+
+def _finish(ctx: LoopContext) -> None:
+    """Final checkpoint and grid unless this step already wrote them."""
+    if ctx.step % ctx.cfg.ckpt_every != 0:
+        _checkpoint(ctx)
+    if ctx.step % ctx.cfg.sample_every != 0:
+        write_sample_grid(ctx, ctx.run.step_sample(ctx.step))
+
+
 def train(config: TrainConfig | dict, resume: bool = False, callbacks: list[Callback] | None = None) -> Path:
     """Train a GAN as ``config`` says and return the run folder (see the module docstring).
 
     With ``resume=True``, ``config.out`` is an existing run continued from ``checkpoints/latest.pt``
     (build the config with :func:`resume_config`).
     """
+    from tqdm import tqdm
+
     cfg = TrainConfig.from_dict(config) if isinstance(config, dict) else config
     ctx = _setup(cfg, resume)
-    callbacks = list(callbacks or [])
-    if cfg.eval_every > 0:
-        callbacks.append(_eval_hook(cfg, ctx.run))
+    callbacks = list(callbacks or []) + ([_eval_hook(cfg, ctx.run)] if cfg.eval_every > 0 else [])
     fam, data = ctx.family, ctx.data
     if ctx.step >= cfg.steps:
         log.info("%s is already at step %d (--steps %d); nothing to do", ctx.run.root, ctx.step, cfg.steps)
         return ctx.run.root
     log.info("training %s on %d images (%s), %d px, %s, from step %d to %d", cfg.model, len(data.pixels),
              ", ".join(data.classes) if data.n_classes else (cfg.label or "all classes"), data.size, fam.device, ctx.step, cfg.steps)
-    from tqdm import tqdm
-
-    start, t_log, img_log = time.monotonic(), time.monotonic(), 0
-    elapsed0 = ctx.elapsed
+    start, elapsed0, meter = time.monotonic(), ctx.elapsed, _Meter()
+    t_ckpt = start
     bar = tqdm(total=cfg.steps, initial=ctx.step, unit="step", dynamic_ncols=True, disable=None, leave=False)
-    with _StopFlag() as stop:
+    ctx.tracker = Tracker(ctx.run.root, tensorboard=cfg.tensorboard)
+    with _StopFlag() as stop, ctx.tracker:
         while ctx.step < cfg.steps:
             b = fam.batch_size(ctx.step)
             real, labels = data.batch(b, ctx.gens["data"])
             losses = fam.train_step(real, labels, ctx.step, ctx.gens["noise"])
             if ctx.ema is not None:
                 update_ema(ctx.ema, fam.G, ema_decay(cfg.ema, ctx.step))
-            ctx.step += 1
-            ctx.images_seen += b
-            img_log += b
-            ctx.elapsed = elapsed0 + time.monotonic() - start
-            ctx.last_losses = losses
-            record = {}
-            if ctx.step % cfg.log_every == 0 or ctx.step == cfg.steps:
-                now = time.monotonic()
-                record = {"images": ctx.images_seen, "time": round(ctx.elapsed, 3),
-                          "img_per_s": round(img_log / max(now - t_log, 1e-9), 2), **losses}
-                t_log, img_log = now, 0
-                bar.set_postfix({"img/s": f"{record['img_per_s']:.0f}", **{k: f"{v:.3f}" for k, v in losses.items() if k.startswith("loss")}})
-            for cb in callbacks:
-                record.update(cb(ctx) or {})
-            if record:
-                append_metrics(ctx.run, {"step": ctx.step, **record})
-            bar.update(1)
+            ctx.step, ctx.images_seen, meter.images = ctx.step + 1, ctx.images_seen + b, meter.images + b
+            ctx.elapsed, ctx.last_losses = elapsed0 + time.monotonic() - start, losses
+            _record(ctx, losses, meter, callbacks, bar)
             if ctx.step % cfg.sample_every == 0:
                 write_sample_grid(ctx, ctx.run.step_sample(ctx.step))
-            if ctx.step % cfg.ckpt_every == 0:
+            if ctx.step % cfg.ckpt_every == 0 or (cfg.ckpt_minutes and time.monotonic() - t_ckpt >= 60 * cfg.ckpt_minutes):
                 _checkpoint(ctx)
+                t_ckpt = time.monotonic()
             if not all(math.isfinite(v) for v in losses.values()):
                 bar.close()
                 _checkpoint(ctx)
@@ -312,10 +337,7 @@ def train(config: TrainConfig | dict, resume: bool = False, callbacks: list[Call
             if stop.reason or (cfg.max_time is not None and time.monotonic() - start >= cfg.max_time):
                 log.info("stopping at step %d (%s)", ctx.step, stop.reason or f"--max-time {cfg.max_time:g}s")
                 break
-    bar.close()
-    if ctx.step % cfg.ckpt_every != 0:
-        _checkpoint(ctx)
-    if ctx.step % cfg.sample_every != 0:
-        write_sample_grid(ctx, ctx.run.step_sample(ctx.step))
+        bar.close()
+        _finish(ctx)
     log.info("run %s at step %d of %d (%.0f s); checkpoint %s", ctx.run.root, ctx.step, cfg.steps, ctx.elapsed, ctx.run.latest)
     return ctx.run.root

@@ -91,12 +91,6 @@ def write_run_config(run: RunDir, options: dict[str, Any], extra: dict[str, Any]
     atomic_write_yaml(run.config, doc)
 
 
-def append_metrics(run: RunDir, record: dict[str, Any]) -> None:
-    """Append one JSON line to ``metrics.jsonl``."""
-    with open(run.metrics, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
-
-
 def read_metrics(run: RunDir) -> list[dict[str, Any]]:
     """All records of ``metrics.jsonl`` (empty if absent)."""
     if not run.metrics.is_file():
@@ -131,11 +125,13 @@ def plot_losses(run: RunDir, keys: Iterable[str] = ("loss_d", "loss_g")) -> None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    series = {k: [(r["step"], r[k]) for r in recs if k in r] for k in keys}
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return
     fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
-    for k in keys:
-        pts = [(r["step"], r[k]) for r in recs if k in r]
-        if pts:
-            ax.plot(*zip(*pts), label=k, linewidth=1)
+    for k, pts in series.items():
+        ax.plot(*zip(*pts), label=k, linewidth=1)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.legend()

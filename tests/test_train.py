@@ -1,0 +1,153 @@
+"""The training loop: run folder, exact resume, EMA, stopping, hooks and option errors (CLI in-process)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from xraygan.cli import main
+from xraygan.training.config import TrainConfig
+from xraygan.training.ema import ema_decay, make_ema, refresh_batchnorm, update_ema
+from xraygan.training.loop import train
+
+TINY = ["--batch", "8", "--width", "8", "--latent-dim", "16", "--device", "cpu", "-q"]
+
+
+def _train(prepared: Path, out: Path, *extra: str) -> int:
+    return main(["train", str(prepared), "--out", str(out), *TINY, *extra])
+
+
+def _ckpt(run: Path, name: str = "latest.pt") -> dict:
+    return torch.load(run / "checkpoints" / name, weights_only=True)
+
+
+def test_run_folder_contents(tiny_prepared: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert _train(tiny_prepared, run, "--conditional", "--steps", "4", "--sample-every", "2", "--ckpt-every", "2", "--log-every", "1") == 0
+    assert (run / "config.yaml").is_file() and (run / "loss.png").is_file()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest.pt", "step_00000002.pt", "step_00000004.pt"]
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_00000002.png", "step_00000004.png"]
+    recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs] == [1, 2, 3, 4] and all("loss_d" in r and "img_per_s" in r for r in recs)
+    ck = _ckpt(run)
+    assert ck["step"] == 4 and ck["images_seen"] == 32 and ck["classes"] == ["NORMAL", "PNEUMONIA"] and ck["n_classes"] == 2
+    from PIL import Image
+
+    grid = Image.open(run / "samples" / "step_00000004.png")
+    assert grid.mode == "L" and grid.size[1] == 2 * 16 + 3 * 2  # one row per class
+
+
+def test_resume_equals_uninterrupted_bitwise(tiny_prepared: Path, tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    common = ["--conditional", "--diffaug", "translation,cutout,color", "--ckpt-every", "3", "--sample-every", "3"]
+    assert _train(tiny_prepared, a, *common, "--steps", "8") == 0
+    assert _train(tiny_prepared, b, *common, "--steps", "4") == 0
+    assert _ckpt(b)["step"] == 4
+    assert main(["train", "--resume", str(b), "--steps", "8", "-q"]) == 0
+    ca, cb = _ckpt(a), _ckpt(b)
+    assert cb["step"] == 8
+    for key in ("G", "D"):
+        for name, t in ca["modules"][key].items():
+            assert torch.equal(t, cb["modules"][key][name]), f"{key}.{name} differs after resume"
+    for name, t in ca["ema"].items():
+        assert torch.equal(t, cb["ema"][name]), f"ema.{name} differs after resume"
+    assert torch.equal(ca["rng"]["generators"]["data"], cb["rng"]["generators"]["data"])
+    steps = [json.loads(x)["step"] for x in (b / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [8] or steps == sorted(set(steps))  # no duplicated records after resume
+
+
+def test_existing_run_is_refused_without_force(tiny_prepared: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert _train(tiny_prepared, run, "--steps", "1") == 0
+    assert _train(tiny_prepared, run, "--steps", "1") == 2
+    assert "--force" in capsys.readouterr().err
+    assert _train(tiny_prepared, run, "--steps", "2", "--force") == 0 and _ckpt(run)["step"] == 2
+    other = tmp_path / "notarun"
+    other.mkdir()
+    (other / "precious.txt").write_text("x")
+    assert _train(tiny_prepared, other, "--steps", "1", "--force") == 2
+    assert (other / "precious.txt").is_file()
+
+
+def test_label_trains_one_class_unconditionally(tiny_prepared: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert _train(tiny_prepared, run, "--label", "PNEUMONIA", "--steps", "2", "--loss", "hinge", "--diffaug", "none", "--size", "8") == 0
+    ck = _ckpt(run)
+    assert ck["n_classes"] == 0 and ck["classes"] == ["PNEUMONIA"] and ck["config"]["size"] == 8
+    assert ck["config"]["diffaug"] == "none" and ck["config"]["loss"] == "hinge"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--size", "32"], "above the prepared size"),
+    (["--label", "COVID"], "unknown label"),
+    (["--conditional", "--model", "dcgan-tutorial"], "unconditional"),
+    (["--model", "nope"], "unknown model"),
+    (["--model-option", "foo=1"], "not known to --model dcgan"),
+    (["--smooth", "0"], "--smooth"),
+    (["--diffaug", "flip"], "unknown op"),
+])
+def test_option_errors_are_clear(tiny_prepared: Path, tmp_path: Path, capsys, args: list[str], message: str) -> None:
+    assert _train(tiny_prepared, tmp_path / "run", "--steps", "1", *args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_max_time_stops_and_checkpoints(tiny_prepared: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert _train(tiny_prepared, run, "--steps", "100000", "--max-time", "0.5") == 0
+    step = _ckpt(run)["step"]
+    assert 1 <= step < 100000
+
+
+def test_sigterm_finishes_the_step_and_checkpoints(tiny_prepared: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(data=str(tiny_prepared), out=str(tmp_path / "run"), batch=8, width=8, latent_dim=16,
+                      device="cpu", steps=1000, conditional=True)
+    seen, before = [], signal.getsignal(signal.SIGTERM)
+
+    def hook(ctx) -> dict:
+        seen.append(ctx.step)
+        if ctx.step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return {"hook_value": float(ctx.step)}
+
+    run = train(cfg, callbacks=[hook])
+    assert seen == [1, 2, 3] and _ckpt(run)["step"] == 3
+    recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["hook_value"] for r in recs] == [1.0, 2.0, 3.0]  # callback results land in metrics.jsonl
+    assert signal.getsignal(signal.SIGTERM) is before  # handlers restored
+
+
+def test_ema_moves_toward_g_with_warmup() -> None:
+    torch.manual_seed(0)
+    g = nn.Linear(4, 4)
+    ema = make_ema(g)
+    with torch.no_grad():
+        for p in g.parameters():
+            p.add_(1.0)
+    dist = lambda: sum((a - b).abs().sum().item() for a, b in zip(ema.parameters(), g.parameters()))
+    d0 = dist()
+    update_ema(ema, g, 0.9)
+    assert dist() == pytest.approx(0.9 * d0, rel=1e-5)
+    assert ema_decay(0.999, 0) == pytest.approx(0.1) and ema_decay(0.999, 10**6) == 0.999
+    assert not any(p.requires_grad for p in ema.parameters())
+
+
+def test_refresh_batchnorm_recomputes_statistics_from_outputs() -> None:
+    bn = nn.BatchNorm2d(1)
+    model = nn.Sequential(bn)
+    bn.running_mean.fill_(123.0)  # stale statistics, as copied from another network
+    batches = []
+
+    def forward(gen: torch.Generator) -> None:
+        x = torch.randn(16, 1, 2, 2, generator=gen) * 3 + 5
+        batches.append(x)
+        model(x)
+
+    refresh_batchnorm(model, forward, seed=0, batches=4)
+    means = torch.stack([b.mean() for b in batches])
+    assert bn.running_mean.item() == pytest.approx(means.mean().item(), rel=1e-5)
+    assert not model.training and bn.momentum == 0.1
