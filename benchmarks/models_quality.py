@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/models_quality.py PREPARED_64PX [--kimg 20] [--train-images 0 200] \
+    python benchmarks/models_quality.py PREPARED_64PX [--kimg 20] [--train-images 0 200] [--width 64] \
         [--models dcgan stylegan2 pggan] [--n 1000] [--device auto] [--work DIR]
 
 PREPARED_64PX is a prepared dataset (``xraygan prepare ... --size 64``). For every training-set
@@ -49,15 +49,18 @@ def subset_dataset(src: Path, dst: Path, n_train: int, seed: int) -> Path:
     return dst
 
 
-def run_one(data: Path, real: Path, work: Path, model: str, kimg: float, batch: int, n: int, device: str, seed: int) -> dict:
+def run_one(data: Path, real: Path, work: Path, model: str, a: argparse.Namespace) -> dict:
     from xraygan.metrics.evaluate import evaluate
     from xraygan.training.config import TrainConfig
     from xraygan.training.loop import train
 
+    kimg, batch, n, device, seed = a.kimg, a.batch, a.n, a.device, a.seed
     steps = max(1, round(kimg * 1000 / batch))
-    cfg = TrainConfig(data=str(data), out=str(work / model), model=model, batch=batch, steps=steps,
+    # PGGAN: 9 phases grow 4 -> 64 px; scale them so the last quarter of the budget is at full size
+    opts = {"phase_kimg": a.pggan_phase_kimg or kimg / 12} if model == "pggan" else {}
+    cfg = TrainConfig(data=str(data), out=str(work / model), model=model, batch=batch, steps=steps, width=a.width,
                       sample_every=steps, ckpt_every=steps, log_every=max(1, steps // 20), device=device,
-                      seed=seed, force=True)
+                      seed=seed, force=True, model_options=opts)
     t0 = time.perf_counter()
     run = train(cfg)
     seconds = time.perf_counter() - t0
@@ -76,6 +79,8 @@ def main() -> None:
     ap.add_argument("--train-images", type=int, nargs="+", default=[0, 200], help="0 = the whole train split")
     ap.add_argument("--models", nargs="+", default=["dcgan", "stylegan2", "pggan"])
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--width", type=int, default=64, help="--width of every model (channels at the output size)")
+    ap.add_argument("--pggan-phase-kimg", type=float, help="PGGAN phase_kimg (default: kimg / 12)")
     ap.add_argument("--n", type=int, default=1000, help="images per side for the metrics")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
@@ -86,13 +91,13 @@ def main() -> None:
 
     torch.set_num_threads(a.threads)
     work = a.work or Path(tempfile.mkdtemp(prefix="xraygan-quality-"))
-    print(f"# torch {torch.__version__}, {platform.machine()}, device {a.device}, batch {a.batch}, "
+    print(f"# torch {torch.__version__}, {platform.machine()}, device {a.device}, batch {a.batch}, width {a.width}, "
           f"{a.kimg:g} kimg per model, n={a.n}, xray features; runs in {work}")
     print(f"{'train_imgs':>10} {'model':<10} {'kimg':>6} {'seconds':>8} {'img/s':>7} {'FD':>8} {'floor':>8} {'KID':>8} {'prec':>6} {'recall':>6}")
     for n_train in a.train_images:
         data = a.data if n_train == 0 else subset_dataset(a.data, work / f"subset{n_train}", n_train, a.seed)
         for model in a.models:
-            r = run_one(data, a.data, work / f"t{n_train}", model, a.kimg, a.batch, a.n, a.device, a.seed)
+            r = run_one(data, a.data, work / f"t{n_train}", model, a)
             print(f"{n_train or 'all':>10} {model:<10} {r['kimg']:>6g} {r['seconds']:>8} {r['img_per_s']:>7} "
                   f"{r['fd']:>8.3f} {r['fd_floor']:>8.3f} {r['kid']:>8.4f} {r['precision']:>6.3f} {r['recall']:>6.3f}", flush=True)
             with open(work / "results.jsonl", "a") as fh:

@@ -56,9 +56,10 @@ def test_label_embedding_changes_the_output() -> None:
     assert torch.equal(a, G(z, torch.zeros(4, dtype=torch.long)))  # deterministic in eval mode
 
 
-def test_projection_discriminator_uses_the_label() -> None:
+@pytest.mark.parametrize("norm", ["bn", "sn"])
+def test_projection_discriminator_uses_the_label(norm: str) -> None:
     torch.manual_seed(0)
-    D = Discriminator(16, 8, n_classes=2)
+    D = Discriminator(16, 8, n_classes=2, norm=norm)
     x = torch.randn(4, 1, 16, 16)
     assert not torch.allclose(D(x, torch.zeros(4, dtype=torch.long)), D(x, torch.ones(4, dtype=torch.long)))
 
@@ -68,10 +69,11 @@ def _family(cls=DCGANFamily, n_classes=2, **kw):
     return cls(cfg, n_classes, torch.device("cpu"))
 
 
-@pytest.mark.parametrize("loss", ["bce", "hinge"])
-def test_a_training_step_changes_every_weight_of_g_and_d(loss: str) -> None:
+@pytest.mark.parametrize("loss, d_norm", [("bce", "bn"), ("hinge", "bn"), ("bce", "sn")])
+def test_a_training_step_changes_every_weight_of_g_and_d(loss: str, d_norm: str) -> None:
     torch.manual_seed(0)
-    fam = _family(loss=loss)
+    fam = _family(loss=loss, model_options={"d_norm": d_norm})
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in fam.D.modules()) == (1 if d_norm == "bn" else 0)  # 16 px: one strided block after the first conv
     before = {k: {n: p.detach().clone() for n, p in m.named_parameters()} for k, m in fam.modules().items()}
     logs = fam.train_step(torch.rand(4, 1, 16, 16) * 2 - 1, torch.tensor([0, 1, 0, 1]), 0, torch.Generator().manual_seed(0))
     assert {"loss_d", "loss_g"} <= set(logs) and all(map(lambda v: v == v, logs.values()))

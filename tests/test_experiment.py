@@ -181,10 +181,20 @@ def test_every_arm_and_option_end_to_end(tiny_prepared, tmp_path):
     assert len(list((out / "units").glob("*.json"))) == 2 * 2 * 5
 
 
-def test_balance_and_noise_and_bigger_input(tiny_prepared, tmp_path):
-    cfg = _cfg(tiny_prepared, tmp_path / "b", arms=("real+synthetic",), ratios=(1.0,), balance=True,
+def test_balance_noise_bigger_input_and_a_test_folder(tiny_prepared, tmp_path):
+    from PIL import Image
+
+    from tests.helpers import synthetic_xrays
+
+    folder = tmp_path / "external"  # a plain folder with one sub-folder per class, prepared on the fly
+    for c, name in enumerate(("NORMAL", "PNEUMONIA")):
+        (folder / name).mkdir(parents=True)
+        for i, img in enumerate(synthetic_xrays(6, 16, c, seed=40 + c)):
+            Image.fromarray(img).save(folder / name / f"{name}_{i}.png")
+    cfg = _cfg(tiny_prepared, tmp_path / "b", arms=("real+synthetic",), ratios=(1.0,), balance=True, test=str(folder),
                classifier=ClassifierConfig(input_size=24, steps=3, batch=8))
     res = run_experiment(cfg, progress=False)
+    assert res["protocol"]["held_out_sets"]["external"]["n_images"] == 12
     for u in res["arms"]["real+synthetic x1"]["units"]:
         n_real = np.array(u["n_real"])
         assert u["n_synthetic"] == synthetic_counts(n_real, "real+synthetic", 1.0, True).tolist()

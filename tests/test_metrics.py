@@ -154,3 +154,13 @@ def test_planted_copies_are_flagged_and_novel_images_are_not(tmp_path):
     from PIL import Image
 
     assert Image.open(png).size[0] > 8 * 8
+
+
+def test_kid_full_kernel_path_equals_per_subset_path(monkeypatch):
+    import xraygan.metrics.frechet as fr
+
+    a, b = _gauss(120, 6, 0), _gauss(100, 6, 1, shift=0.2)
+    fast = fr.kernel_inception_distance(a, b, subsets=7, subset_size=50, seed=3)
+    monkeypatch.setattr(fr, "_FULL_KERNEL_MAX", 10)  # force the per-subset path
+    slow = fr.kernel_inception_distance(a, b, subsets=7, subset_size=50, seed=3)
+    assert fast == pytest.approx(slow, rel=1e-10)

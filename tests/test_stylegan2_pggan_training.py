@@ -134,9 +134,12 @@ def test_r1_default_is_the_heuristic_and_bad_options_are_clear(tiny_prepared, tm
     cfg.model_options = {**SG2_OPTS, "perceptual": 1.0}
     with pytest.raises(XrayganError, match="vgg_weights"):
         StyleGAN2Family(cfg, 0, torch.device("cpu"))
-    cfg.model_options = {**PG_OPTS, "batch_per_res": "16-4"}
-    with pytest.raises(XrayganError, match="batch_per_res"):
-        PGGANFamily(cfg, 0, torch.device("cpu"))
+    for bad in ("16-4", 1924):          # 1924 is how YAML reads a bare 32:4
+        cfg.model_options = {**PG_OPTS, "batch_per_res": bad}
+        with pytest.raises(XrayganError, match="batch_per_res"):
+            PGGANFamily(cfg, 0, torch.device("cpu"))
+    cfg.model_options = {**PG_OPTS, "batch_per_res": {16: 2, 8: 3}}
+    assert PGGANFamily(cfg, 0, torch.device("cpu")).batches == {16: 2, 8: 3}
 
 
 @pytest.mark.parametrize("model", ["stylegan2", "pggan"])

@@ -36,6 +36,7 @@ def test_run_folder_contents(tiny_prepared: Path, tmp_path: Path) -> None:
     assert [r["step"] for r in recs] == [1, 2, 3, 4] and all("loss_d" in r and "img_per_s" in r for r in recs)
     ck = _ckpt(run)
     assert ck["step"] == 4 and ck["images_seen"] == 32 and ck["classes"] == ["NORMAL", "PNEUMONIA"] and ck["n_classes"] == 2
+    assert ck["config"]["diffaug"] == "translation,cutout"  # auto below 1000 training images
     from PIL import Image
 
     grid = Image.open(run / "samples" / "step_00000004.png")
@@ -151,3 +152,32 @@ def test_refresh_batchnorm_recomputes_statistics_from_outputs() -> None:
     means = torch.stack([b.mean() for b in batches])
     assert bn.running_mean.item() == pytest.approx(means.mean().item(), rel=1e-5)
     assert not model.training and bn.momentum == 0.1
+
+
+def test_keep_ckpts_split_threads_and_amp_switches(tiny_prepared: Path, tmp_path: Path) -> None:
+    import yaml
+
+    threads = torch.get_num_threads()
+    run = tmp_path / "run"
+    try:
+        assert _train(tiny_prepared, run, "--steps", "4", "--ckpt-every", "1", "--keep-ckpts", "2",
+                      "--split", "train,val", "--threads", "1", "--amp") == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest.pt", "step_00000003.pt", "step_00000004.pt"]
+    info = yaml.safe_load((run / "config.yaml").read_text())
+    # 24 images per class, 2 per patient: 2 val and 2 test patients per class -> 40 train+val images
+    assert info["n_train_images"] == 40 and info["options"]["split"] == ["train", "val"]
+    assert info["options"]["amp"] is True  # a no-op on CPU, recorded as given
+
+
+def test_tensorboard_switch(tiny_prepared: Path, tmp_path: Path, capsys) -> None:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        assert _train(tiny_prepared, tmp_path / "run", "--steps", "1", "--tensorboard") == 2
+        assert "tensorboard" in capsys.readouterr().err
+        return
+    assert _train(tiny_prepared, tmp_path / "run", "--steps", "2", "--tensorboard", "--log-every", "1") == 0
+    assert list((tmp_path / "run" / "tensorboard").glob("events.*"))

@@ -30,6 +30,8 @@ _API = {
     "write_model_card": "xraygan.report.model_card:write_model_card",
     "write_secondary_capture": "xraygan.export.dicom:write_secondary_capture",
     "Tracker": "xraygan.training.tracking:Tracker",
+    "run_experiment": "xraygan.experiments.runner:run_experiment",
+    "ExperimentConfig": "xraygan.experiments.runner:ExperimentConfig",
 }
 
 __all__ = ["__version__", *_API]

@@ -71,7 +71,9 @@ def cutout(x: torch.Tensor, gen: torch.Generator, ratio: float = 0.5) -> torch.T
 
 OPS: dict[str, AugmentOp] = {"color": color, "brightness": brightness, "contrast": contrast,
                              "translation": translation, "cutout": cutout}
-DEFAULT_POLICY = ("translation", "cutout", "color")
+# color is left out of the default: on the shipped sample (32 px, 400 steps) it cut the spread of
+# generated images to 0.10 (pixel std across images; real 0.26) against 0.21 for translation,cutout
+DEFAULT_POLICY = ("translation", "cutout")
 
 
 def parse_policy(spec: str | Sequence[str] | None) -> tuple[str, ...]:

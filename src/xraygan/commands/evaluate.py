@@ -32,7 +32,7 @@ ROWS = (("fd", "Frechet distance", "lower"), ("kid", "KID", "lower"), ("precisio
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of `xraygan evaluate`."""
     p.add_argument("run", nargs="?", type=Path, default=None, help="a run folder to sample from (instead of --fake)")
-    p.add_argument("--real", type=Path, required=True, help="real images: prepared dataset or folder of class sub-folders")
+    p.add_argument("--real", type=Path, default=None, help="real images (required): prepared dataset or folder of class sub-folders")
     p.add_argument("--fake", type=Path, default=None, help="synthetic images: folder of class sub-folders (what `generate` writes) or prepared dataset")
     p.add_argument("--train", type=Path, default=None, help="the GAN's training images, for memorisation (default: --real's train split when it is a prepared dataset)")
     p.add_argument("--checkpoint", default="best", help="with RUN: checkpoint to sample (best, latest or a path); falls back to latest when there is no best.pt")
@@ -86,8 +86,11 @@ def _fmt(v) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Call :func:`xraygan.metrics.evaluate.evaluate` with the parsed options and print the table."""
+    from xraygan.errors import XrayganError
     from xraygan.metrics.evaluate import evaluate
 
+    if args.real is None:
+        raise XrayganError("--real is required: the real images to compare with (a prepared dataset or class folders)")
     checkpoint, out = args.checkpoint, args.out
     if out is None and args.run is None and args.fake is not None:
         out = args.fake.parent / f"{args.fake.name}.eval-{args.features}.json"  # beside the synthetic folder

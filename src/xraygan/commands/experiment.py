@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="YAML file of `xraygan train` options or a preset name (one GAN per fold; per class unless conditional); "
                         "or the controls `oracle` / `noise`")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="experiment folder; re-running with the same DIR resumes")
-    p.add_argument("--test", type=Path, metavar="PREPARED", help="an extra held-out prepared dataset, used only for evaluation")
+    p.add_argument("--test", type=Path, metavar="PREPARED_OR_DIR",
+                   help="an extra held-out set, used only for evaluation: a prepared dataset, or a folder/CSV that `xraygan prepare` reads (prepared at PREPARED's size into DIR/test-prepared)")
     p.add_argument("--classifier", default="small", choices=["small", "resnet18", "resnet50", "densenet121"], help="classifier (one input channel)")
     p.add_argument("--imagenet-weights", metavar="FILE", help="local torchvision state dict of the classifier's ImageNet weights (first conv summed to one channel)")
     p.add_argument("--input-size", type=int, default=64, help="classifier input size in pixels")

@@ -1,0 +1,1 @@
+"""The classifier experiment of issue 5: folds, controls, statistics, verdicts (see runner.py)."""

@@ -69,6 +69,9 @@ class ExperimentConfig:
         d = self.to_dict()
         for k in ("out", "arms", "ratios", "seeds", "device", "n_boot", "alpha", "test"):
             d.pop(k)
+        gan_file = Path(self.gan_config)
+        if gan_file.is_file():  # a GAN config file's content, not just its name
+            d["gan_config_sha256"] = hashlib.sha256(gan_file.read_bytes()).hexdigest()
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -130,11 +133,25 @@ def load_test_sets(cfg: ExperimentConfig, ds: PreparedDataset) -> dict[str, tupl
     if len(rows):
         sets["test"] = (ds, rows)
     if cfg.test:
-        ext = PreparedDataset.open(cfg.test)
+        ext = _open_or_prepare_test(Path(cfg.test), Path(cfg.out) / "test-prepared", ds.size)
         if ext.classes != ds.classes:
             raise XrayganError(f"--test {cfg.test}: classes {ext.classes} differ from PREPARED's {ds.classes}")
         sets["external"] = (ext, np.arange(len(ext)))
     return sets
+
+
+def _open_or_prepare_test(path: Path, dest: Path, size: int) -> PreparedDataset:
+    """``--test``: a prepared dataset, or any folder/CSV `xraygan prepare` reads (prepared once into ``dest``)."""
+    if (path / "dataset.json").is_file():
+        return PreparedDataset.open(path)
+    if not path.exists():
+        raise XrayganError(f"--test {path}: not found; give a prepared dataset or a folder with one sub-folder per class")
+    if not (dest / "dataset.json").is_file():
+        from xraygan.data.prepare import prepare
+
+        log.info("preparing --test %s at %d px into %s", path, size, dest)
+        prepare(path, dest, size=size, force=True)
+    return PreparedDataset.open(dest)
 
 
 def _as_input(pixels: np.ndarray, size: int):

@@ -92,8 +92,8 @@ def summarize(cfg, ds: PreparedDataset, folds: list[Fold], labels: list[tuple], 
     return {
         "format": "xraygan-experiment-results", "format_version": 1,
         "protocol": _protocol(cfg, ds, folds, tests, n_train, n_test),
-        "arms": arms, "comparisons": comparisons,
-        "_scores": scores, "_truth": {"oof": y_oof, **{k: y for k, (y, _) in tests.items()}},
+        "gans": _gan_records(out), "arms": arms, "comparisons": comparisons,
+        "_scores": scores, "_truth": {"oof": y_oof, **{k: y for k, (y, _) in tests.items()}}, "_fold_of": fold_of,
     }
 
 
@@ -105,6 +105,11 @@ def _fold_strata(ds: PreparedDataset, folds: list[Fold], oof_rows: np.ndarray, a
         idx = np.array([pos[int(r)] for r in f.test])
         out.append((ds.labels[f.test], a[idx], b[idx]))
     return out
+
+
+def _gan_records(out: Path) -> list[dict]:
+    """Fold GANs of this experiment (steps, training wall time) from their ``.done`` markers."""
+    return [json.loads(p.read_text()) for p in sorted((out / "gans").glob("fold*/*.done"))]
 
 
 def _protocol(cfg, ds: PreparedDataset, folds: list[Fold], tests: dict, n_train: float, n_test: float) -> dict:
@@ -143,6 +148,22 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _mean_fold_roc(y: np.ndarray, score: np.ndarray, fold_of: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Vertical average of the per-fold ROC curves on a common FPR grid, and the mean fold AUC."""
+    from sklearn.metrics import roc_curve
+
+    grid = np.linspace(0, 1, 201)
+    tprs, aucs = [], []
+    for f in np.unique(fold_of):
+        m = fold_of == f
+        fpr, tpr, _ = roc_curve(y[m], score[m])
+        tprs.append(np.interp(grid, fpr, tpr))
+        aucs.append(stats.auc_score(y[m], score[m]))
+    tpr = np.mean(tprs, axis=0)
+    tpr[0] = 0.0
+    return grid, tpr, float(np.mean(aucs))
+
+
 def plot_roc(results: dict) -> bytes:
     """ROC curves of every arm, one panel per evaluation set (pooled OOF and each held-out set)."""
     import matplotlib
@@ -156,11 +177,15 @@ def plot_roc(results: dict) -> bytes:
     fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 4), squeeze=False)
     for ax, name in zip(axes[0], sets):
         for label, sc in scores.items():
-            fpr, tpr, _ = roc_curve(truth[name], sc[name])
-            auc = roc_auc_score(truth[name], sc[name])
+            if name == "oof":  # each fold has its own models: average the per-fold curves vertically
+                fpr, tpr, auc = _mean_fold_roc(truth[name], sc[name], results["_fold_of"])
+            else:
+                fpr, tpr, _ = roc_curve(truth[name], sc[name])
+                auc = roc_auc_score(truth[name], sc[name])
             ax.plot(fpr, tpr, label=f"{label} ({auc:.3f})")
         ax.plot([0, 1], [0, 1], ls=":", c="gray")
-        ax.set(title="pooled out-of-fold scores" if name == "oof" else f"held-out: {name}", xlabel="1 - specificity", ylabel="sensitivity")
+        ax.set(title="fold test sets (mean of per-fold ROC)" if name == "oof" else f"held-out: {name}",
+               xlabel="1 - specificity", ylabel="sensitivity")
         ax.legend(fontsize=7, loc="lower right")
     out = _png(fig)
     plt.close(fig)

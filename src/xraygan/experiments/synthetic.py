@@ -17,6 +17,7 @@ a protocol that cannot tell a perfect generator from noise cannot judge a real o
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -26,6 +27,7 @@ import numpy as np
 from xraygan.data.dataset import PreparedDataset
 from xraygan.errors import XrayganError
 from xraygan.experiments.folds import Fold, check_no_leakage
+from xraygan.utils.fs import atomic_write_json
 
 log = logging.getLogger(__name__)
 CONTROLS = ("oracle", "noise")
@@ -157,8 +159,6 @@ def write_fold_dataset(ds: PreparedDataset, rows: np.ndarray, dest: Path) -> Pat
     import os
     import shutil
 
-    from xraygan.utils.fs import atomic_write_json
-
     if (dest / "dataset.json").is_file():
         return dest
     stage = dest.with_name(dest.name + ".partial")
@@ -222,11 +222,24 @@ def train_fold_gans(cfg, ds: PreparedDataset, fold: Fold, out: Path, device) -> 
                               label=ds.classes[c] if c is not None else None, seed=base.seed + 7919 * fold.index,
                               steps=cfg.gan_steps or base.steps, force=False, max_time=None)
             log.info("fold %d: training GAN %s for %d steps", fold.index, run.name, tc.steps)
+            t0 = time.perf_counter()
             train(tc)
-            done.write_text("finished\n")
+            reached = _last_step(run)
+            if reached < tc.steps:  # stopped early (Ctrl-C, SIGTERM): never mark a partial GAN as finished
+                raise XrayganError(f"GAN {run} stopped at step {reached} of {tc.steps}; re-run the experiment to train it again")
+            atomic_write_json(done, {"fold": fold.index, "run": str(run), "steps": tc.steps, "wall_s": time.perf_counter() - t0})
         check_no_leakage(gan_training_patients(run), test_patients, what=f"GAN {run}")
         runs[c] = run
     return GanSource(runs, ds.classes, device=str(device))
+
+
+def _last_step(run: Path) -> int:
+    """The last step logged in a run's ``metrics.jsonl`` (the trainer logs the final step)."""
+    import json
+
+    path = run / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return int(json.loads(lines[-1])["step"]) if lines else 0
 
 
 def _replace_cfg(base, **kw):

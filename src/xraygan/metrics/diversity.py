@@ -2,7 +2,8 @@
 
 - SSIM: Wang, Bovik, Sheikh & Simoncelli 2004, "Image quality assessment: from error visibility
   to structural similarity", with their constants K1 = 0.01, K2 = 0.03 and an 11x11 Gaussian
-  window of sigma 1.5 (smaller, odd windows for images under 11 px), valid (unpadded) filtering.
+  window of sigma 1.5 (smaller, odd windows for images under 11 px), valid (unpadded) filtering,
+  applied separably in float32 (local statistics), averaged in float64.
 - MS-SSIM: Wang, Simoncelli & Bovik 2003, "Multiscale structural similarity for image quality
   assessment": contrast-structure terms at every scale, luminance at the coarsest, combined
   with the published weights (0.0448, 0.2856, 0.3001, 0.2363, 0.1333), 2x2 average pooling
@@ -22,12 +23,20 @@ _K1, _K2 = 0.01, 0.03
 
 
 def _gaussian_window(size: int, sigma: float = 1.5):
+    """Normalised 1-D Gaussian taps (size,), float32; the 2-D window is their outer product."""
     import torch
 
-    ax = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    ax = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
     g = torch.exp(-(ax**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :])[None, None]  # (1, 1, size, size)
+    return g / g.sum()
+
+
+def _filter(x, taps):
+    """Valid separable Gaussian filtering of (n, 1, H, W): rows, then columns."""
+    import torch.nn.functional as F
+
+    k = taps.numel()
+    return F.conv2d(F.conv2d(x, taps.view(1, 1, 1, k)), taps.view(1, 1, k, 1))
 
 
 def window_size(image_size: int, preferred: int = 11) -> int:
@@ -37,23 +46,21 @@ def window_size(image_size: int, preferred: int = 11) -> int:
 
 
 def _ssim_terms(x, y, win):
-    """Per-image mean luminance*cs and cs terms of SSIM for (n, 1, H, W) float64 in [0, 1]."""
-    import torch.nn.functional as F
-
+    """Per-image mean luminance*cs and cs terms of SSIM for (n, 1, H, W) float32 in [0, 1]."""
     c1, c2 = _K1**2, _K2**2  # data range 1
-    mu_x, mu_y = F.conv2d(x, win), F.conv2d(y, win)
-    sxx = F.conv2d(x * x, win) - mu_x**2
-    syy = F.conv2d(y * y, win) - mu_y**2
-    sxy = F.conv2d(x * y, win) - mu_x * mu_y
+    mu_x, mu_y = _filter(x, win), _filter(y, win)
+    sxx = _filter(x * x, win) - mu_x**2
+    syy = _filter(y * y, win) - mu_y**2
+    sxy = _filter(x * y, win) - mu_x * mu_y
     cs = (2 * sxy + c2) / (sxx + syy + c2)
     lum = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
-    return (lum * cs).flatten(1).mean(1), cs.flatten(1).mean(1)
+    return (lum * cs).flatten(1).double().mean(1), cs.flatten(1).double().mean(1)
 
 
 def ssim(x, y):
     """Single-scale SSIM per pair for tensors (n, 1, H, W) with values in [0, 1]; returns (n,)."""
     win = _gaussian_window(window_size(min(x.shape[-2:])))
-    return _ssim_terms(x.double(), y.double(), win)[0]
+    return _ssim_terms(x.float(), y.float(), win)[0]
 
 
 def ms_ssim_scales(image_size: int, window: int = 11) -> int:
@@ -69,7 +76,7 @@ def ms_ssim(x, y):
     import torch
     import torch.nn.functional as F
 
-    x, y = x.double(), y.double()
+    x, y = x.float(), y.float()
     scales = ms_ssim_scales(min(x.shape[-2:]))
     w = torch.tensor(MS_WEIGHTS[:scales], dtype=torch.float64)
     w = w / w.sum()

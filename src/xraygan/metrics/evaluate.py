@@ -104,13 +104,19 @@ def head_mapping(head_classes: list[str], classes: list[str]) -> dict[int, set[i
     return out
 
 
-def class_consistency(xray: Extractor, real_pix, real_lab, fake_pix, fake_lab, classes, size) -> dict | None:
-    """Share of images of class c that the encoder's head reads as c: synthetic (value) beside real (floor)."""
+def class_consistency(xray: Extractor, real_pix, real_lab, fake_pix, fake_lab, classes, size, feats_rf=None) -> dict | None:
+    """Share of images of class c that the encoder's head reads as c: synthetic (value) beside real (floor).
+
+    ``feats_rf``: the encoder's features of (real, fake) when already computed.
+    """
     mapping = head_mapping(xray.classes or [], classes)
     if mapping is None:
         log.info("class consistency skipped: classes %s do not map onto the encoder's %s", classes, xray.classes)
         return None
-    pr, pf = xray.predict(to_tensor(real_pix, size)), xray.predict(to_tensor(fake_pix, size))
+    if feats_rf is not None and xray.classify is not None:
+        pr, pf = (xray.predict_features(f) for f in feats_rf)
+    else:
+        pr, pf = xray.predict(to_tensor(real_pix, size)), xray.predict(to_tensor(fake_pix, size))
     out = {}
     for ci, name in enumerate(classes):
         r, f = real_lab == ci, fake_lab == ci
@@ -226,7 +232,8 @@ def evaluate_sets(real, fake, *, train=None, heldout=None, features: str | Extra
         res["per_class"][name] = entry
     xray = ex if ex.name == "xray" else _try_xray(device, encoder_path)
     if xray is not None:
-        res["class_consistency"] = class_consistency(xray, real.pixels[s.a], real.labels[s.a], fake.pixels[s.fake], fake.labels[s.fake], real.classes, size)
+        res["class_consistency"] = class_consistency(xray, real.pixels[s.a], real.labels[s.a], fake.pixels[s.fake], fake.labels[s.fake],
+                                                     real.classes, size, (fa, ff) if xray is ex else None)
     if train is not None and heldout is not None:
         res["memorisation"] = memorisation(fake.pixels[s.fake], train.pixels, heldout.pixels, ex, size, cache_dir, pairs_png, seed, max(s.n, 2))
     res["seconds"] = round(time.time() - t0, 2)

@@ -62,6 +62,7 @@ class Extractor:
     classes: list[str] | None = None  # classifier head classes (xray only)
     head: Callable | None = field(default=None, repr=False)
     batch: int = 256
+    classify: Callable | None = field(default=None, repr=False)  # features -> class logits (xray)
     standardise: bool = False  # z-score features by the real set's statistics before distances (radiomics)
 
     def _batches(self, images, fn):
@@ -81,6 +82,15 @@ class Extractor:
     def features(self, images) -> np.ndarray:
         """Features (n, dim) float32 for images (n, 1, H, W) in [-1, 1]."""
         return self._batches(images, self.net)
+
+    def predict_features(self, feats: np.ndarray) -> np.ndarray:
+        """Class index per feature row from the classifier head (no second pass over the images)."""
+        import torch
+
+        if self.classify is None:
+            raise XrayganError(f"--features {self.name} has no classifier head")
+        with torch.inference_mode():
+            return self.classify(torch.from_numpy(np.asarray(feats, np.float32)).to(self.device)).argmax(1).cpu().numpy()
 
     def predict(self, images) -> np.ndarray:
         """Classifier-head class index per image (xray encoder only)."""
@@ -127,7 +137,7 @@ def _xray(path: Path, device) -> Extractor:
     model, ckpt = load_encoder(path)
     model = model.to(device)
     fp = f"{ckpt.get('name', 'xray-encoder')}-{file_sha256(path)}"
-    return Extractor("xray", model.embed, model.config.size, fp, model.config.dim, device, list(ckpt["classes"]), model)
+    return Extractor("xray", model.embed, model.config.size, fp, model.config.dim, device, list(ckpt["classes"]), model, classify=model.head)
 
 
 def _inception(weights, device, net=None) -> Extractor:

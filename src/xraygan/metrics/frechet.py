@@ -65,7 +65,12 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
     m, n = x.shape[0], y.shape[0]
     if m < 2 or n < 2:
         raise XrayganError(f"KID needs at least 2 samples per side, got {m} and {n}")
-    kxx, kyy, kxy = _poly_kernel(x, x), _poly_kernel(y, y), _poly_kernel(x, y)
+    return _mmd2_from_kernels(_poly_kernel(x, x), _poly_kernel(y, y), _poly_kernel(x, y))
+
+
+def _mmd2_from_kernels(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray) -> float:
+    """Unbiased MMD^2 from kernel matrices: diagonals of kxx and kyy left out."""
+    m, n = kxx.shape[0], kyy.shape[0]
     sxx = (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
     syy = (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
     return float(sxx + syy - 2.0 * kxy.mean())
@@ -76,14 +81,29 @@ def kernel_inception_distance(
 ) -> tuple[float, float]:
     """KID between feature sets ``a`` and ``b``: (mean, std) of unbiased MMD^2 over random subsets.
 
-    Each subset draws ``min(subset_size, len(a), len(b))`` rows of each side without replacement.
+    Each subset draws ``min(subset_size, min(len(a), len(b)) // 2)`` rows of each side without
+    replacement (half of the smaller side at most, so that subsets differ and the std means
+    something). Up to ``_FULL_KERNEL_MAX`` rows per side the kernel matrices are computed once and
+    every subset's block sums come from one matrix product with indicator vectors.
     """
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    size = min(subset_size, a.shape[0], b.shape[0])
+    size = min(subset_size, min(a.shape[0], b.shape[0]) // 2)
+    if size < 2:
+        raise XrayganError(f"KID needs at least 4 samples per side, got {a.shape[0]} and {b.shape[0]}")
     rng = np.random.default_rng(seed)
-    vals = np.empty(subsets)
-    for i in range(subsets):
-        ia = rng.choice(a.shape[0], size, replace=False)
-        ib = rng.choice(b.shape[0], size, replace=False)
-        vals[i] = mmd2_unbiased(a[ia], b[ib])
+    picks = [(rng.choice(a.shape[0], size, replace=False), rng.choice(b.shape[0], size, replace=False)) for _ in range(subsets)]
+    if max(a.shape[0], b.shape[0]) > _FULL_KERNEL_MAX:
+        vals = np.array([mmd2_unbiased(a[ia], b[ib]) for ia, ib in picks])
+    else:
+        wa, wb = np.zeros((a.shape[0], subsets)), np.zeros((b.shape[0], subsets))
+        for j, (ia, ib) in enumerate(picks):
+            wa[ia, j], wb[ib, j] = 1.0, 1.0
+        kaa, kbb, kab = _poly_kernel(a, a), _poly_kernel(b, b), _poly_kernel(a, b)
+        saa = (wa * (kaa @ wa)).sum(0) - wa.T @ np.diag(kaa)  # block sums without the diagonal
+        sbb = (wb * (kbb @ wb)).sum(0) - wb.T @ np.diag(kbb)
+        sab = (wa * (kab @ wb)).sum(0)
+        vals = saa / (size * (size - 1)) + sbb / (size * (size - 1)) - 2.0 * sab / (size * size)
     return float(vals.mean()), float(vals.std(ddof=1) if subsets > 1 else 0.0)
+
+
+_FULL_KERNEL_MAX = 10000  # rows per side; 3 matrices of 10000^2 float64 = 2.4 GB at most

@@ -37,7 +37,7 @@ class TrainConfig:
     latent_dim: int = 128
     width: int = 64  # base number of feature maps
     ema: float = 0.999  # 0 disables the EMA generator
-    diffaug: str = "auto"  # auto: translation,cutout,color below 1000 training images
+    diffaug: str = "auto"  # auto: translation,cutout below 1000 training images, else none
     steps: int = 20000  # total steps the run should reach
     max_time: Optional[float] = None  # seconds for this invocation
     sample_every: int = 500

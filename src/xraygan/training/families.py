@@ -149,17 +149,25 @@ class GANFamily:
         return contextlib.nullcontext()
 
 
+@dataclass
+class DCGANOptions:
+    """``--model-option`` keys of ``--model dcgan``."""
+
+    d_norm: str = "bn"  # discriminator normalisation: bn (tutorial BatchNorm) or sn (spectral norm)
+
+
 class DCGANFamily(GANFamily):
-    """``--model dcgan``: conditional DCGAN (label embedding in G, projection D with spectral norm)."""
+    """``--model dcgan``: conditional DCGAN (label embedding in G, projection discriminator)."""
 
     name = "dcgan"
+    Options = DCGANOptions
 
     def build(self) -> tuple[nn.Module, nn.Module]:
         from xraygan.models.dcgan import Discriminator, Generator
 
         c = self.cfg
         return (Generator(c.size, self.latent_dim, c.width, self.n_classes),
-                Discriminator(c.size, c.width, self.n_classes))
+                Discriminator(c.size, c.width, self.n_classes, norm=self.options.d_norm))
 
     def train_step(self, real: torch.Tensor, labels: torch.Tensor, step: int, gen: torch.Generator) -> dict[str, float]:
         y = labels if self.n_classes else None
@@ -190,6 +198,7 @@ class TutorialDCGANFamily(DCGANFamily):
     """``--model dcgan-tutorial``: the PyTorch DCGAN tutorial's networks (100-d latent), unconditional."""
 
     name = "dcgan-tutorial"
+    Options = NoOptions
     supports_conditional = False
 
     @property

@@ -47,17 +47,30 @@ def widths(cfg: TrainConfig, channel_base: Optional[int], channel_max: Optional[
     return base, top
 
 
-def parse_res_map(text: str, what: str) -> dict[int, int]:
-    """Parse ``"256:16,512:8"`` into {256: 16, 512: 8}; a malformed entry is a clear error."""
-    out: dict[int, int] = {}
-    for part in filter(None, (p.strip() for p in str(text or "").split(","))):
+def parse_res_map(value: object, what: str) -> dict[int, int]:
+    """Parse ``"256:16,512:8"`` (or a mapping ``{256: 16}``) into {256: 16, 512: 8}.
+
+    A single ``RES:VALUE`` pair typed on the command line is read by YAML as a base-60 integer
+    (``32:4`` -> 1924), so a bare integer is rejected with a hint instead of being misread.
+    """
+    if isinstance(value, dict):
+        pairs = list(value.items())
+    elif isinstance(value, str):
         try:
-            res, val = (int(v) for v in part.split(":"))
+            pairs = [tuple(p.split(":")) for p in (q.strip() for q in value.split(",")) if p]
+            pairs = [(int(r), int(v)) for r, v in pairs]
         except ValueError:
-            raise XrayganError(f"model option {what}={text!r}: expected RES:VALUE pairs like 256:16,512:8") from None
-        if val < 1:
+            raise XrayganError(f"model option {what}={value!r}: expected RES:VALUE pairs like 256:16,512:8") from None
+    elif value in (None, 0):
+        pairs = []
+    else:
+        raise XrayganError(f"model option {what}={value!r}: expected RES:VALUE pairs; a single pair must be written "
+                           f"as a mapping, e.g. --model-option '{what}={{32: 4}}' (YAML reads 32:4 as a number)")
+    out: dict[int, int] = {}
+    for res, val in pairs:
+        if int(val) < 1:
             raise XrayganError(f"model option {what}: value for {res} px must be at least 1")
-        out[res] = val
+        out[int(res)] = int(val)
     return out
 
 

@@ -33,7 +33,7 @@ class PGGANOptions:
     """Options of ``--model pggan``."""
 
     phase_kimg: float = 20.0           # thousand images per fade-in and per stabilisation (paper: 600)
-    batch_per_res: str = ""            # e.g. "128:32,256:16"; other resolutions use --batch
+    batch_per_res: Any = ""            # e.g. "128:32,256:16" or {128: 32}; other resolutions use --batch
     gp_weight: float = 10.0            # WGAN-GP lambda
     drift: float = 0.001               # drift penalty epsilon
     channel_base: Optional[int] = None  # channels at resolution r = min(base // r, max); default from --width

@@ -31,6 +31,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
+from xraygan.augment.diffaug import DEFAULT_POLICY
 from xraygan.data.dataset import PreparedDataset, resize_images
 from xraygan.errors import XrayganError
 from xraygan.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
@@ -181,10 +182,17 @@ def _setup(cfg: TrainConfig, resume: bool) -> LoopContext:
     data = load_train_data(cfg, device)
     cfg.size = data.size
     if cfg.diffaug == "auto":
-        cfg.diffaug = "translation,cutout,color" if len(data.pixels) < DIFFAUG_AUTO_BELOW else "none"
+        cfg.diffaug = ",".join(DEFAULT_POLICY) if len(data.pixels) < DIFFAUG_AUTO_BELOW else "none"
     family = get_family(cfg.model)(cfg, data.n_classes, device)
     cfg.model_options = family.resolved_options()
     run = RunDir(cfg.out)
+    if cfg.tensorboard:
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            from xraygan.training.tracking import tensorboard_writer
+
+            tensorboard_writer(run.root)  # raises the clear error naming the extra, before anything is written
     if not resume:
         run.create(cfg.force)
         write_run_config(run, cfg.to_dict(), {"model": cfg.model, "classes": data.classes, "n_classes": data.n_classes,
