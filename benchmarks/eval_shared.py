@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from xraygan.metrics.evaluate import Images, evaluate_sets
+from xraygan.metrics.evaluate import Images, evaluate_sets, memorisation_sets
 
 KEYS = ("fd", "kid", "precision", "recall", "density", "coverage", "ssim")
 
@@ -55,10 +55,10 @@ def args_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def run_one(name, real: Images, fake: Images, n: int, args) -> dict:
+def run_one(name, real: Images, fake: Images, n: int, args, memo=(None, None)) -> dict:
     t0 = time.perf_counter()
     res = evaluate_sets(real, fake, features=name, n=n, seed=args.seed, cache=False, device=args.device,
-                        inception_weights=args.inception_weights, ssim_pairs=2000)
+                        inception_weights=args.inception_weights, ssim_pairs=2000, train=memo[0], heldout=memo[1])
     return {"seconds": time.perf_counter() - t0, "res": res}
 
 
@@ -72,6 +72,7 @@ def main() -> None:
     p.add_argument("--inception-weights", default=None, help="local pt_inception-2015-12-05-6726825d.pth (adds inception)")
     p.add_argument("--radiomics-n", type=int, default=0, help="also time radiomics at this smaller n (needs pyradiomics-bhklab)")
     p.add_argument("--inception-timing-n", type=int, default=0, help="time torch-fidelity's Inception-v3 with random weights at this n (no weights file needed; scores meaningless)")
+    p.add_argument("--memorisation", action="store_true", help="also time memorisation (train split vs val+test) for the main extractors")
     p.add_argument("--json", default=None, help="also write all figures to this JSON file")
     args = p.parse_args()
 
@@ -81,7 +82,8 @@ def main() -> None:
     real = Images(np.asarray(s.pixels), np.asarray(s.labels, np.int64), list(s.classes))
     fake = blurred_stand_in(real, args.seed)
     names = args.extractors.split(",") + (["inception"] if args.inception_weights else [])
-    runs = {nm: run_one(nm, real, fake, args.n, args) for nm in names}
+    memo = memorisation_sets(args.data, real, None, real.pixels.shape[-1])[:2] if args.memorisation else (None, None)
+    runs = {nm: run_one(nm, real, fake, args.n, args, memo) for nm in names}
     if args.inception_timing_n:
         runs["inception-untrained (timing only)"] = run_one(untrained_inception("/tmp/xraygan_empty_state.pt"), real, fake, args.inception_timing_n, args)
     if args.radiomics_n:
@@ -96,6 +98,10 @@ def main() -> None:
             nn = vals.get("n", res["n"])
             row = "  ".join(f"{k}={_f(vals[k]['floor'])}/{_f(vals[k]['value'])}" for k in KEYS)
             print(f"  {block:10s} n={nn:5d} floor/blurred: {row}")
+        for space, m in (res.get("memorisation") or {}).items():
+            if isinstance(m, dict):
+                print(f"  memorisation {space}: held-out below 1st pct {m['heldout_below_share']:.3f} (blurred {m['fake_below_share']:.3f}); "
+                      f"authenticity held-out {m['authenticity_heldout']:.3f} (blurred {m['authenticity']:.3f})")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({nm: {"seconds": r["seconds"], **r["res"]} for nm, r in runs.items()}, fh, indent=1, default=str)

@@ -3,7 +3,7 @@
 Speed: img/s of the full training step (real batch from uint8 memory, D and G updates with
 DiffAugment off, EMA update) at --size px and --batch, both models interleaved over --rounds rounds
 in one process so machine load hits both alike; the ratio is the figure that means something.
-Memory: peak resident set size (ru_maxrss) of a fresh subprocess that trains a few steps at each
+Memory: peak resident set size (ru_maxrss, and VmHWM from /proc) of a fresh subprocess that trains a few steps at each
 size in --mem-sizes, next to the RSS of a subprocess that only imports torch and builds nothing.
 
     OMP_NUM_THREADS=2 python benchmarks/train_speed.py --size 64 --batch 64
@@ -71,16 +71,28 @@ def child(args: argparse.Namespace) -> None:
         gen = torch.Generator().manual_seed(0)
         pixels = torch.randint(0, 256, (256, 1, args.child_size, args.child_size), dtype=torch.uint8, generator=gen)
         run_steps(fam, ema, pixels, torch.randint(0, 2, (256,), generator=gen), 3, gen)
-    print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "vm_hwm_mib": vm_hwm_mib()}))
+
+
+def vm_hwm_mib() -> float | None:
+    """Peak RSS of this process image from /proc (Linux); unlike ru_maxrss it is not inherited across exec."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def memory(args: argparse.Namespace) -> None:
     for size in [0, *args.mem_sizes]:
         cmd = [sys.executable, __file__, "--child-size", str(size), "--batch", str(args.batch)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-        mib = json.loads(out)["peak_rss_mib"]
+        rec = json.loads(out)
         what = f"training dcgan (conditional) at {size} px, batch {args.batch}" if size else "baseline: python + import torch"
-        print(f"  {what:55s} peak RSS {mib:7.0f} MiB")
+        hwm = f"{rec['vm_hwm_mib']:7.0f}" if rec["vm_hwm_mib"] is not None else "    n/a"
+        print(f"  {what:55s} peak RSS (ru_maxrss) {rec['peak_rss_mib']:7.0f} MiB, VmHWM {hwm} MiB")
 
 
 def main() -> None:
@@ -95,10 +107,11 @@ def main() -> None:
     if args.child_size >= 0:
         return child(args)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; machine shared with other jobs: compare ratios only")
+    # memory first: Linux keeps a parent's ru_maxrss across fork+exec, so measure while this process is small
+    print("peak memory (fresh subprocess each, started before this process allocates anything):")
+    memory(args)
     print(f"training speed at {args.size} px, batch {args.batch}:")
     speed(args)
-    print("peak memory (fresh subprocess each):")
-    memory(args)
 
 
 if __name__ == "__main__":

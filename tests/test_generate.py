@@ -113,3 +113,13 @@ def test_checkpoint_choices(runs, tmp_path: Path, capsys) -> None:
     assert _manifest(tmp_path / "b")[0]["checkpoint"] == str(ck.resolve())
     assert main(["generate", str(tmp_path), "--n", "1", "--out", str(tmp_path / "c")]) == 2
     assert "not an xraygan run" in capsys.readouterr().err
+
+
+def test_public_api_functions_are_callable_after_module_import(runs, tmp_path: Path) -> None:
+    import xraygan
+    import xraygan.demo
+    import xraygan.generate  # binds the package attribute to the module; it must stay callable
+
+    out = xraygan.generate(runs["cond"], 2, tmp_path / "syn", seed=5)
+    assert len(_manifest(out)) == 2 and callable(xraygan.demo)
+    assert xraygan.load_generator(runs["cond"]).sample(1).shape == (1, 1, 16, 16)

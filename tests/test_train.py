@@ -52,6 +52,9 @@ def test_resume_equals_uninterrupted_bitwise(tiny_prepared: Path, tmp_path: Path
     assert main(["train", "--resume", str(b), "--steps", "8", "-q"]) == 0
     ca, cb = _ckpt(a), _ckpt(b)
     assert cb["step"] == 8
+    import yaml
+
+    assert yaml.safe_load((b / "config.yaml").read_text())["options"]["steps"] == 8  # config.yaml follows --steps
     for key in ("G", "D"):
         for name, t in ca["modules"][key].items():
             assert torch.equal(t, cb["modules"][key][name]), f"{key}.{name} differs after resume"
@@ -95,6 +98,11 @@ def test_label_trains_one_class_unconditionally(tiny_prepared: Path, tmp_path: P
 def test_option_errors_are_clear(tiny_prepared: Path, tmp_path: Path, capsys, args: list[str], message: str) -> None:
     assert _train(tiny_prepared, tmp_path / "run", "--steps", "1", *args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--resume", str(tmp_path), "-q"]) == 2
+    assert "not an xraygan run" in capsys.readouterr().err
 
 
 def test_max_time_stops_and_checkpoints(tiny_prepared: Path, tmp_path: Path) -> None:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +54,8 @@ def real_vs_synthetic_grid(run: str | Path, out: str | Path, label: str | None =
                            seed: int = 0, checkpoint: str = "latest", ncol: int = 4, device: str = "auto") -> Path:
     """PNG with ``n`` real training images of ``label`` (left) beside ``n`` synthetic ones (right).
 
+    Images under 64 px are enlarged with nearest-neighbour interpolation for viewing.
+
     Real images come from the run's prepared dataset and training split(s), picked with ``seed`` and
     resized with the training resizer; synthetic ones from the run's (EMA) generator.
     """
@@ -77,7 +82,8 @@ def real_vs_synthetic_grid(run: str | Path, out: str | Path, label: str | None =
         return x.view(rows, ncol, 1, sampler.size, sampler.size).permute(0, 2, 3, 1, 4).reshape(rows, 1, sampler.size, ncol * sampler.size)
 
     both = torch.cat([block(real), gap[:rows].expand(rows, 1, sampler.size, sampler.size // 2), block(fake)], dim=3)
-    save_grid(both, out, ncol=1)
+    scale = max(1, 64 // sampler.size)  # small images are shown enlarged (nearest neighbour)
+    save_grid(torch.nn.functional.interpolate(both, scale_factor=scale, mode="nearest") if scale > 1 else both, out, ncol=1)
     return Path(out)
 
 
@@ -128,3 +134,14 @@ def demo(out: str | Path = "xraygan-demo", quick: bool = False, steps: int | Non
 
     done = int(load_checkpoint(run / "checkpoints" / "latest.pt")["step"])
     return DemoSummary(out, prepared, run, synthetic, grids, done, seconds)
+
+
+class _CallableModule(types.ModuleType):
+    """``xraygan.demo`` is both this module and the public function :func:`demo`: once the module is
+    imported, Python binds the package attribute to the module, so the module forwards calls."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return demo(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

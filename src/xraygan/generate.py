@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -206,3 +208,14 @@ def generate(run: str | Path, n: int, out: str | Path, label: str | int | None =
             w.writeheader()
             w.writerows(rows)
     return Path(out)
+
+
+class _CallableModule(types.ModuleType):
+    """``xraygan.generate`` is both this module and the public function :func:`generate`: once the module is
+    imported, Python binds the package attribute to the module, so the module forwards calls."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return generate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -36,6 +36,7 @@ from xraygan.data.dataset import PreparedDataset, resize_images
 from xraygan.errors import XrayganError
 from xraygan.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from xraygan.training.config import TrainConfig
+from xraygan.training.distributed import DistInfo, any_rank, init_distributed, share_module, shutdown
 from xraygan.training.ema import ema_decay, make_ema, refresh_batchnorm, update_ema
 from xraygan.training.families import GANFamily, get_family
 from xraygan.training.rundir import RunDir, plot_losses, prune_checkpoints, truncate_metrics, write_run_config
@@ -103,6 +104,7 @@ class LoopContext:
     gens: dict[str, torch.Generator] = field(default_factory=dict)
     last_losses: dict[str, float] = field(default_factory=dict)
     tracker: Optional[Tracker] = None
+    dist: DistInfo = field(default_factory=DistInfo)
 
     @property
     def generator(self) -> torch.nn.Module:
@@ -173,11 +175,21 @@ def _restore(ctx: LoopContext, ckpt: dict[str, Any]) -> None:
     ctx.step, ctx.images_seen, ctx.elapsed = int(ckpt["step"]), int(ckpt["images_seen"]), float(ckpt["elapsed"])
 
 
+def _check_tensorboard(cfg: TrainConfig, run: RunDir) -> None:
+    if cfg.tensorboard:
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            from xraygan.training.tracking import tensorboard_writer
+
+            tensorboard_writer(run.root)  # raises the clear error naming the extra, before anything is written
+
+
 def _setup(cfg: TrainConfig, resume: bool) -> LoopContext:
     cfg.validate()
     if cfg.threads > 0:
         torch.set_num_threads(int(cfg.threads))
-    device = resolve_device(cfg.device)
+    dist, device = init_distributed(resolve_device(cfg.device))
     seed_everything(cfg.seed)
     data = load_train_data(cfg, device)
     cfg.size = data.size
@@ -186,23 +198,29 @@ def _setup(cfg: TrainConfig, resume: bool) -> LoopContext:
     family = get_family(cfg.model)(cfg, data.n_classes, device)
     cfg.model_options = family.resolved_options()
     run = RunDir(cfg.out)
-    if cfg.tensorboard:
-        try:
-            import tensorboard  # noqa: F401
-        except ImportError:
-            from xraygan.training.tracking import tensorboard_writer
-
-            tensorboard_writer(run.root)  # raises the clear error naming the extra, before anything is written
-    if not resume:
+    _check_tensorboard(cfg, run)
+    if not resume and dist.is_main:
         run.create(cfg.force)
         write_run_config(run, cfg.to_dict(), {"model": cfg.model, "classes": data.classes, "n_classes": data.n_classes,
                                                "n_train_images": len(data.pixels), "data": str(Path(cfg.data).resolve())})
-    gens = {"data": torch.Generator().manual_seed(cfg.seed), "noise": torch.Generator().manual_seed(cfg.seed + 1)}
+    offset = 1_000_003 * dist.rank  # each process its own data and latents; rank 0 as a single process
+    gens = {"data": torch.Generator().manual_seed(cfg.seed + offset), "noise": torch.Generator().manual_seed(cfg.seed + 1 + offset)}
     ema = make_ema(family.G) if cfg.ema > 0 else None
-    ctx = LoopContext(cfg, run, family, ema, data, gens=gens)
+    ctx = LoopContext(cfg, run, family, ema, data, gens=gens, dist=dist)
     if resume:
+        if not run.latest.is_file():
+            raise XrayganError(f"{run.root} has no checkpoints/latest.pt to resume from; start it again with --force")
         _restore(ctx, load_checkpoint(run.latest, map_location=device))
-        truncate_metrics(run, ctx.step)
+        if not dist.is_main:
+            for i, g in enumerate(gens.values()):
+                g.manual_seed(cfg.seed + i + offset + 7919 * ctx.step)
+        if dist.is_main:
+            truncate_metrics(run, ctx.step)
+            info = run.read_config()
+            write_run_config(run, cfg.to_dict(), {k: v for k, v in info.items() if k not in ("format", "format_version", "xraygan_version", "options")})
+    if dist.enabled:
+        for m in family.modules().values():
+            share_module(m, dist.world)
     return ctx
 
 
@@ -287,6 +305,8 @@ def _record(ctx: LoopContext, losses: dict[str, float], meter: _Meter, callbacks
     if ctx.step % ctx.cfg.log_every == 0 or ctx.step == ctx.cfg.steps:
         record = {"images": ctx.images_seen, "time": round(ctx.elapsed, 3), "img_per_s": round(meter.rate(), 2), **losses}
         bar.set_postfix({"img/s": f"{record['img_per_s']:.0f}", **{k: f"{v:.3f}" for k, v in losses.items() if k.startswith("loss")}})
+    if not ctx.dist.is_main:
+        return
     for cb in callbacks:
         record.update(cb(ctx) or {})
     if record:
@@ -296,6 +316,8 @@ def _record(ctx: LoopContext, losses: dict[str, float], meter: _Meter, callbacks
 
 def _finish(ctx: LoopContext) -> None:
     """Final checkpoint and grid unless this step already wrote them."""
+    if not ctx.dist.is_main:
+        return
     if ctx.step % ctx.cfg.ckpt_every != 0:
         _checkpoint(ctx)
     if ctx.step % ctx.cfg.sample_every != 0:
@@ -312,7 +334,7 @@ def train(config: TrainConfig | dict, resume: bool = False, callbacks: list[Call
 
     cfg = TrainConfig.from_dict(config) if isinstance(config, dict) else config
     ctx = _setup(cfg, resume)
-    callbacks = list(callbacks or []) + ([_eval_hook(cfg, ctx.run)] if cfg.eval_every > 0 else [])
+    callbacks = list(callbacks or []) + ([_eval_hook(cfg, ctx.run)] if cfg.eval_every > 0 and ctx.dist.is_main else [])
     fam, data = ctx.family, ctx.data
     if ctx.step >= cfg.steps:
         log.info("%s is already at step %d (--steps %d); nothing to do", ctx.run.root, ctx.step, cfg.steps)
@@ -321,8 +343,9 @@ def train(config: TrainConfig | dict, resume: bool = False, callbacks: list[Call
              ", ".join(data.classes) if data.n_classes else (cfg.label or "all classes"), data.size, fam.device, ctx.step, cfg.steps)
     start, elapsed0, meter = time.monotonic(), ctx.elapsed, _Meter()
     t_ckpt = start
-    bar = tqdm(total=cfg.steps, initial=ctx.step, unit="step", dynamic_ncols=True, disable=None, leave=False)
-    ctx.tracker = Tracker(ctx.run.root, tensorboard=cfg.tensorboard)
+    main = ctx.dist.is_main
+    bar = tqdm(total=cfg.steps, initial=ctx.step, unit="step", dynamic_ncols=True, disable=None if main else True, leave=False)
+    ctx.tracker = Tracker(ctx.run.root, tensorboard=cfg.tensorboard and main)
     with _StopFlag() as stop, ctx.tracker:
         while ctx.step < cfg.steps:
             b = fam.batch_size(ctx.step)
@@ -330,22 +353,25 @@ def train(config: TrainConfig | dict, resume: bool = False, callbacks: list[Call
             losses = fam.train_step(real, labels, ctx.step, ctx.gens["noise"])
             if ctx.ema is not None:
                 update_ema(ctx.ema, fam.G, ema_decay(cfg.ema, ctx.step))
-            ctx.step, ctx.images_seen, meter.images = ctx.step + 1, ctx.images_seen + b, meter.images + b
+            ctx.step, ctx.images_seen, meter.images = ctx.step + 1, ctx.images_seen + b * ctx.dist.world, meter.images + b * ctx.dist.world
             ctx.elapsed, ctx.last_losses = elapsed0 + time.monotonic() - start, losses
             _record(ctx, losses, meter, callbacks, bar)
-            if ctx.step % cfg.sample_every == 0:
+            if main and ctx.step % cfg.sample_every == 0:
                 write_sample_grid(ctx, ctx.run.step_sample(ctx.step))
-            if ctx.step % cfg.ckpt_every == 0 or (cfg.ckpt_minutes and time.monotonic() - t_ckpt >= 60 * cfg.ckpt_minutes):
+            if main and (ctx.step % cfg.ckpt_every == 0 or (cfg.ckpt_minutes and time.monotonic() - t_ckpt >= 60 * cfg.ckpt_minutes)):
                 _checkpoint(ctx)
                 t_ckpt = time.monotonic()
             if not all(math.isfinite(v) for v in losses.values()):
                 bar.close()
-                _checkpoint(ctx)
+                if main:
+                    _checkpoint(ctx)
                 raise XrayganError(f"training diverged at step {ctx.step} (losses {losses}); lower --lr-g/--lr-d or try --loss hinge")
-            if stop.reason or (cfg.max_time is not None and time.monotonic() - start >= cfg.max_time):
+            out_of_time = cfg.max_time is not None and time.monotonic() - start >= cfg.max_time
+            if any_rank(bool(stop.reason) or out_of_time, ctx.dist, fam.device):
                 log.info("stopping at step %d (%s)", ctx.step, stop.reason or f"--max-time {cfg.max_time:g}s")
                 break
         bar.close()
         _finish(ctx)
+    shutdown(ctx.dist)
     log.info("run %s at step %d of %d (%.0f s); checkpoint %s", ctx.run.root, ctx.step, cfg.steps, ctx.elapsed, ctx.run.latest)
     return ctx.run.root
