@@ -56,10 +56,10 @@ def args_device() -> str:
 
 
 def run_one(name, real: Images, fake: Images, n: int, args, memo=(None, None)) -> dict:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = evaluate_sets(real, fake, features=name, n=n, seed=args.seed, cache=False, device=args.device,
                         inception_weights=args.inception_weights, ssim_pairs=2000, train=memo[0], heldout=memo[1])
-    return {"seconds": time.perf_counter() - t0, "res": res}
+    return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0, "res": res}
 
 
 def main() -> None:
@@ -83,28 +83,35 @@ def main() -> None:
     fake = blurred_stand_in(real, args.seed)
     names = args.extractors.split(",") + (["inception"] if args.inception_weights else [])
     memo = memorisation_sets(args.data, real, None, real.pixels.shape[-1])[:2] if args.memorisation else (None, None)
-    runs = {nm: run_one(nm, real, fake, args.n, args, memo) for nm in names}
+    print(f"torch threads {torch.get_num_threads()}; {len(real.pixels)} real images, {real.pixels.shape[-1]} px; stand-in = blurred real (sigma 1 px)", flush=True)
+    jobs = [(nm, nm, args.n) for nm in names]
     if args.inception_timing_n:
-        runs["inception-untrained (timing only)"] = run_one(untrained_inception("/tmp/xraygan_empty_state.pt"), real, fake, args.inception_timing_n, args)
+        jobs.append(("inception-untrained (timing only)", "inception-untrained", args.inception_timing_n))
     if args.radiomics_n:
-        runs["radiomics"] = run_one("radiomics", real, fake, args.radiomics_n, args)
-    ref = runs[names[0]]["seconds"]
-    print(f"torch threads {torch.get_num_threads()}; {len(real.pixels)} real images, {real.pixels.shape[-1]} px; stand-in = blurred real (sigma 1 px)")
-    for nm, r in runs.items():
-        res = r["res"]
-        print(f"\n== {nm} ({res['features']['fingerprint']}, d={res['features']['dim']}), n={res['n']}: "
-              f"{r['seconds']:.1f} s for {res['n']} vs {res['n']} with floor ({r['seconds'] / ref:.2f}x {names[0]})")
-        for block, vals in [("overall", res["overall"])] + list(res["per_class"].items()):
-            nn = vals.get("n", res["n"])
-            row = "  ".join(f"{k}={_f(vals[k]['floor'])}/{_f(vals[k]['value'])}" for k in KEYS)
-            print(f"  {block:10s} n={nn:5d} floor/blurred: {row}")
-        for space, m in (res.get("memorisation") or {}).items():
-            if isinstance(m, dict):
-                print(f"  memorisation {space}: held-out below 1st pct {m['heldout_below_share']:.3f} (blurred {m['fake_below_share']:.3f}); "
-                      f"authenticity held-out {m['authenticity_heldout']:.3f} (blurred {m['authenticity']:.3f})")
+        jobs.append(("radiomics", "radiomics", args.radiomics_n))
+    runs: dict = {}
+    for label, name, n in jobs:
+        ex = untrained_inception("/tmp/xraygan_empty_state.pt") if name == "inception-untrained" else name
+        runs[label] = r = run_one(ex, real, fake, n, args, memo if name in ("xray", "random") else (None, None))
+        report(label, r, runs[jobs[0][0]]["seconds"], jobs[0][0])
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({nm: {"seconds": r["seconds"], **r["res"]} for nm, r in runs.items()}, fh, indent=1, default=str)
+
+
+def report(label: str, r: dict, ref: float, ref_name: str) -> None:
+    """Print one extractor's floor and stand-in scores, time, and memorisation figures."""
+    res = r["res"]
+    print(f"\n== {label} ({res['features']['fingerprint']}, d={res['features']['dim']}), n={res['n']}: "
+          f"{r['seconds']:.1f} s wall, {r['cpu_seconds']:.1f} s CPU for {res['n']} vs {res['n']} with floor ({r['seconds'] / ref:.2f}x {ref_name} wall)")
+    for block, vals in [("overall", res["overall"])] + list(res["per_class"].items()):
+        row = "  ".join(f"{k}={_f(vals[k]['floor'])}/{_f(vals[k]['value'])}" for k in KEYS)
+        print(f"  {block:10s} n={vals.get('n', res['n']):5d} floor/blurred: {row}")
+    for space, m in (res.get("memorisation") or {}).items():
+        if isinstance(m, dict):
+            print(f"  memorisation {space}: held-out below 1st pct {m['heldout_below_share']:.3f} (blurred {m['fake_below_share']:.3f}); "
+                  f"authenticity held-out {m['authenticity_heldout']:.3f} (blurred {m['authenticity']:.3f})")
+    print(flush=True)
 
 
 def _f(v) -> str:

@@ -33,6 +33,18 @@ def test_resampling_keeps_constants_and_shapes():
     assert torch.allclose(down[:, :, 1:-1, 1:-1], torch.full_like(down[:, :, 1:-1, 1:-1], 0.7), atol=1e-6)
 
 
+def test_fast_resampling_equals_zero_insertion_and_filtering():
+    from xraygan.models.layers import upfirdn2d
+
+    k = binomial_kernel()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    ref_up = upfirdn2d(x, k * 4, up=2, pad=(2, 1))
+    assert torch.allclose(upsample2x(x, k), ref_up, atol=1e-12)
+    # downsampling = full-resolution filtering, then every other pixel
+    full = upfirdn2d(x, k, pad=(1, 1))
+    assert torch.allclose(downsample2x(x, k), full[:, :, ::2, ::2], atol=1e-12)
+
+
 def test_minibatch_stddev_measures_spread():
     same = torch.ones(4, 2, 3, 3)
     assert torch.allclose(MinibatchStdDev()(same)[:, 2], torch.full((4, 3, 3), 1e-4), atol=1e-3)

@@ -93,6 +93,8 @@ class Sampler:
             return int(label)
         if str(label) in names:
             return names.index(str(label))
+        if isinstance(label, str) and label.isdigit() and int(label) < len(names):
+            return int(label)
         kind = "conditional run" if self.n_classes else "run trained on one label" if self.family.cfg.label is not None else "unconditional run"
         raise XrayganError(f"--label {label}: unknown label for this {kind} ({self.run}); its labels are: {', '.join(names)}")
 

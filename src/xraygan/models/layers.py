@@ -49,22 +49,23 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
         x = y
     x = F.pad(x, [pad[0], pad[1], pad[0], pad[1]])
     weight = kernel.to(dtype=x.dtype, device=x.device).flip([0, 1])[None, None].expand(c, 1, *kernel.shape)
-    x = F.conv2d(x, weight, groups=c)
-    if down > 1:
-        x = x[:, :, ::down, ::down]
-    return x
+    return F.conv2d(x, weight, groups=c, stride=down)   # striding = keeping every down-th output
 
 
 def upsample2x(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Anti-aliased 2x upsampling: (N, C, H, W) -> (N, C, 2H, 2W)."""
-    p = kernel.shape[0] - 2
-    return upfirdn2d(x, kernel * 4, up=2, pad=((p + 1) // 2 + 1, p // 2))
+    """Anti-aliased 2x upsampling of (N, C, H, W) -> (N, C, 2H, 2W) with a 4-tap kernel.
+
+    Equals ``upfirdn2d(x, 4 * kernel, up=2, pad=(2, 1))`` but as a strided transposed depthwise
+    convolution, which skips the multiplications by inserted zeros (4x fewer operations).
+    """
+    c = x.shape[1]
+    weight = (kernel * 4).to(dtype=x.dtype, device=x.device)[None, None].expand(c, 1, *kernel.shape)
+    return F.conv_transpose2d(x, weight, stride=2, padding=1, groups=c)
 
 
 def downsample2x(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Anti-aliased 2x downsampling: (N, C, H, W) -> (N, C, H/2, W/2)."""
-    p = kernel.shape[0] - 2
-    return upfirdn2d(x, kernel, down=2, pad=((p + 1) // 2, p // 2))
+    """Anti-aliased 2x downsampling: (N, C, H, W) -> (N, C, H/2, W/2) with a 4-tap kernel."""
+    return upfirdn2d(x, kernel, down=2, pad=(1, 1))
 
 
 class EqualLinear(nn.Module):

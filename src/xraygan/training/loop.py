@@ -9,6 +9,9 @@ Exact resume: every random number comes from two CPU ``torch.Generator`` objects
 latents and augmentation) whose states, with the global RNG states, go into each checkpoint, so
 4 steps + resume to 8 gives bitwise the same weights as 8 steps on CPU.
 
+Multi-process data parallelism: started under ``torchrun`` (``WORLD_SIZE`` > 1) the loop averages
+gradients across processes and only rank 0 writes (see :mod:`.distributed`).
+
 Hooks: ``train(config, callbacks=[...])`` calls ``cb(ctx)`` after every step with a
 :class:`LoopContext` (step, family, EMA generator, run folder, ``ctx.sampler()``,
 ``ctx.save_checkpoint(path)``); a callback may return a dict that is merged into that step's
