@@ -77,6 +77,8 @@ def test_real_run_model_card_and_report(real_run, tmp_path):
     from xraygan.cli import main
     from xraygan.report.model_card import write_model_card
 
+    # training itself wrote the card at its end
+    assert "steps reached (last logged): 6" in (real_run / "MODEL_CARD.md").read_text()
     card = write_model_card(real_run).read_text()
     assert "| model | dcgan |" in card and "| conditional | True |" in card and "NORMAL, PNEUMONIA" in card
     assert "steps reached (last logged): 6" in card and "latest.pt" in card

@@ -75,12 +75,16 @@ def _load_yaml_options(path: Path, sp: argparse.ArgumentParser, what: str) -> di
         raise XrayganError(f"{what} {path} is not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise XrayganError(f"{what} {path} must be a mapping of option names to values")
-    known = {a.dest for a in sp._actions}
+    actions = {a.dest: a for a in sp._actions}
     out = {}
     for key, value in data.items():
         dest = str(key).replace("-", "_")
-        if dest not in known or dest in _COMMON:
+        if dest not in actions or dest in _COMMON:
             raise XrayganError(f"{what} {path}: unknown option '{key}' for `xraygan {sp.prog.split()[-1]}`")
+        if isinstance(actions[dest], argparse._AppendAction):
+            # a repeatable KEY=VALUE option may be written as a mapping; the command line appends to it
+            items = [f"{k}={v}" for k, v in value.items()] if isinstance(value, dict) else list(value or [])
+            value = [actions[dest].type(str(v)) if actions[dest].type else v for v in items]
         out[dest] = value
     return out
 
@@ -135,7 +139,11 @@ def resolved_options(args: argparse.Namespace) -> dict[str, Any]:
     for k, v in vars(args).items():
         if k in _COMMON:
             continue
-        out[k] = str(v) if isinstance(v, Path) else v
+        if isinstance(v, Path):
+            v = str(v)
+        elif isinstance(v, list) and v and all(isinstance(t, tuple) and len(t) == 2 for t in v):
+            v = dict(v)  # repeatable KEY=VALUE options print as a mapping (and read back as one)
+        out[k] = v
     return out
 
 

@@ -150,7 +150,12 @@ def load_gan_options(spec: str) -> dict:
         raise XrayganError(f"--gan-config {path}: not valid YAML ({e})") from None
     if not isinstance(opts, dict):
         raise XrayganError(f"--gan-config {path}: must be a mapping of `xraygan train` options")
-    return {str(k).replace("-", "_"): v for k, v in opts.items()}
+    opts = {str(k).replace("-", "_"): v for k, v in opts.items()}
+    if "model_option" in opts:  # the `xraygan train` option name (as in presets) -> TrainConfig's field
+        from xraygan.commands.train import _model_options
+
+        opts["model_options"] = {**_model_options(opts.pop("model_option")), **opts.get("model_options", {})}
+    return opts
 
 
 def write_fold_dataset(ds: PreparedDataset, rows: np.ndarray, dest: Path) -> Path:

@@ -375,6 +375,10 @@ def train(config: TrainConfig | dict, resume: bool = False, callbacks: list[Call
                 break
         bar.close()
         _finish(ctx)
+    if main:
+        from xraygan.report.model_card import write_model_card
+
+        write_model_card(ctx.run.root)
     shutdown(ctx.dist)
     log.info("run %s at step %d of %d (%.0f s); checkpoint %s", ctx.run.root, ctx.step, cfg.steps, ctx.elapsed, ctx.run.latest)
     return ctx.run.root
