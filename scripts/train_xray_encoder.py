@@ -4,7 +4,9 @@ Supervised on normal / bacteria / virus (the ``subtype`` column of the shared ch
 using only the *training-split patients* of a prepared dataset, so evaluation on the val/test
 patients stays honest. Small CNN (``xraygan.metrics.encoder.XrayEncoder``), 64 px, light
 augmentation (shifts up to 1/16 of the side, brightness/contrast jitter; no flips), class-balanced
-cross-entropy, AdamW with a cosine schedule. Runs on one CPU thread in about 5-10 minutes.
+cross-entropy, AdamW with a one-cycle (cosine) schedule, 14 epochs. Runs on one CPU thread in
+about 6-11 minutes (631 s on a busy 2-core machine; the shipped weights reach validation-patient
+accuracy 0.80 on normal/bacteria/virus and 0.98 on normal vs pneumonia).
 
     xraygan prepare ../shared/data/chest-xray-pneumonia/labels.csv /tmp/cxr64 --size 64
     python scripts/train_xray_encoder.py --data /tmp/cxr64 --out src/xraygan/assets/xray_encoder.pt
@@ -109,7 +111,7 @@ def main() -> None:
     p.add_argument("--data", required=True, type=Path, help="prepared dataset of the shared chest X-rays (with a subtype column)")
     p.add_argument("--out", type=Path, default=Path("src/xraygan/assets/xray_encoder.pt"), help="checkpoint to write")
     p.add_argument("--size", type=int, default=64, help="encoder input size in pixels")
-    p.add_argument("--epochs", type=int, default=12, help="passes over the training split")
+    p.add_argument("--epochs", type=int, default=14, help="passes over the training split")
     p.add_argument("--batch", type=int, default=64, help="batch size")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, order and augmentation")

@@ -190,3 +190,9 @@ def test_every_size_builds_and_takes_a_training_step(tmp_path, model, size):
     logs = fam.train_step(torch.rand(2, 1, size, size) * 2 - 1, torch.tensor([0, 1]), 0, gen)
     assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
     assert fam.sample(fam.G, fam.latent(2, gen), torch.tensor([0, 1]), truncation=0.7).shape == (2, 1, size, size)
+
+
+def test_eval_every_works_with_stylegan2(tiny_prepared, tmp_path):
+    run = train(cfg_for(tiny_prepared, tmp_path / "e", "stylegan2", 2, eval_every=2))
+    assert metrics(run)[-1]["fd_xray"] > 0
+    assert (run / "checkpoints" / "best.pt").is_file()

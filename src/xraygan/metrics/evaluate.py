@@ -231,9 +231,14 @@ def evaluate_sets(real, fake, *, train=None, heldout=None, features: str | Extra
         entry["ssim"] = _diversity(real.pixels[c.a], fake.pixels[c.fake], ssim_pairs, seed)
         res["per_class"][name] = entry
     xray = ex if ex.name == "xray" else _try_xray(device, encoder_path)
-    if xray is not None:
+    if xray is not None and heldout is not None and len(heldout.pixels) >= 2:
+        # the shipped encoder was trained on training-split patients: read held-out real images for the floor
+        res["class_consistency"] = class_consistency(xray, heldout.pixels, heldout.labels, fake.pixels[s.fake], fake.labels[s.fake], real.classes, size)
+        res["class_consistency_floor_set"] = "held-out real images"
+    elif xray is not None:
         res["class_consistency"] = class_consistency(xray, real.pixels[s.a], real.labels[s.a], fake.pixels[s.fake], fake.labels[s.fake],
                                                      real.classes, size, (fa, ff) if xray is ex else None)
+        res["class_consistency_floor_set"] = "real half A"
     if train is not None and heldout is not None:
         res["memorisation"] = memorisation(fake.pixels[s.fake], train.pixels, heldout.pixels, ex, size, cache_dir, pairs_png, seed, max(s.n, 2))
     res["seconds"] = round(time.time() - t0, 2)
