@@ -189,3 +189,14 @@ def test_tensorboard_switch(tiny_prepared: Path, tmp_path: Path, capsys) -> None
         return
     assert _train(tiny_prepared, tmp_path / "run", "--steps", "2", "--tensorboard", "--log-every", "1") == 0
     assert list((tmp_path / "run" / "tensorboard").glob("events.*"))
+
+
+def test_relative_data_path_is_saved_absolute(tiny_prepared: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tiny_prepared.parent)
+    assert main(["train", tiny_prepared.name, "--out", "run", *TINY, "--conditional", "--steps", "1"]) == 0
+    monkeypatch.chdir(tmp_path.parent)  # generating from elsewhere still finds the run's data
+    import yaml
+
+    conf = yaml.safe_load((tiny_prepared.parent / "run" / "config.yaml").read_text())
+    assert Path(conf["options"]["data"]) == tiny_prepared.resolve()
+    assert main(["generate", str(tiny_prepared.parent / "run"), "--n", "2", "--out", str(tmp_path / "g"), "-q"]) == 0

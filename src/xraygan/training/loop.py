@@ -194,6 +194,7 @@ def _setup(cfg: TrainConfig, resume: bool) -> LoopContext:
         torch.set_num_threads(int(cfg.threads))
     dist, device = init_distributed(resolve_device(cfg.device))
     seed_everything(cfg.seed)
+    cfg.data = str(Path(cfg.data).resolve())  # the saved config must find the data from any folder
     data = load_train_data(cfg, device)
     cfg.size = data.size
     if cfg.diffaug == "auto":
