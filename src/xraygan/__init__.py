@@ -23,6 +23,7 @@ _API = {
     "resume_config": "xraygan.training.loop:resume_config",
     "generate": "xraygan.generate:generate",
     "load_generator": "xraygan.generate:load_generator",
+    "load_pretrained": "xraygan.pretrained:load_pretrained",
     "demo": "xraygan.demo:demo",
     "real_vs_synthetic_grid": "xraygan.demo:real_vs_synthetic_grid",
     "evaluate": "xraygan.metrics.evaluate:evaluate",

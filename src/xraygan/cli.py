@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "demo": "xraygan.commands.demo",
     "experiment": "xraygan.commands.experiment",
     "presets": "xraygan.commands.presets",
+    "pretrained": "xraygan.commands.pretrained",
     "report": "xraygan.commands.report",
 }
 

@@ -163,13 +163,30 @@ def _png_bytes(img: np.ndarray, meta: dict[str, str]) -> bytes:
     return buf.getvalue()
 
 
-def generate(run: str | Path, n: int, out: str | Path, label: str | int | None = None, seed: int = 0,
+def _open_sampler(run: str | Path | None, pretrained: str | None, checkpoint: str | Path,
+                  device: str) -> tuple[Sampler, str, str]:
+    """(sampler, run column, checkpoint column) for a run folder or a shipped pretrained model."""
+    if (run is None) == (pretrained is None):
+        raise XrayganError("generate: give either a RUN folder or --pretrained NAME (see `xraygan pretrained`), "
+                           + ("not both" if run is not None else "none was given"))
+    if pretrained is not None:
+        from xraygan.pretrained import load_pretrained
+
+        sampler = load_pretrained(pretrained, device)
+        return sampler, str(sampler.run), str(sampler.checkpoint)
+    sampler = load_generator(run, checkpoint, device)
+    return sampler, str(Path(run).resolve()), str(Path(sampler.checkpoint).resolve())
+
+
+def generate(run: str | Path | None, n: int, out: str | Path, label: str | int | None = None, seed: int = 0,
              checkpoint: str | Path = "latest", truncation: float | None = None, force: bool = False,
-             device: str = "auto", batch: int = 64, fmt: str = "png") -> Path:
+             device: str = "auto", batch: int = 64, fmt: str = "png", pretrained: str | None = None) -> Path:
     """Write ``n`` synthetic images of ``run`` to ``out`` (see the module docstring); returns ``out``.
 
     ``fmt="dicom"`` writes Secondary Capture DICOM files marked synthetic instead of PNGs
-    (:mod:`xraygan.export.dicom`; needs the ``dicom`` extra).
+    (:mod:`xraygan.export.dicom`; needs the ``dicom`` extra). ``pretrained=NAME`` (with ``run=None``)
+    samples a model shipped in the package (:mod:`xraygan.pretrained`); the manifest's run column
+    then reads ``pretrained:NAME``.
     """
     from xraygan import __version__
     from xraygan.utils.fs import check_output_dir, staged_output_dir
@@ -179,10 +196,9 @@ def generate(run: str | Path, n: int, out: str | Path, label: str | int | None =
     if fmt not in ("png", "dicom"):
         raise XrayganError(f"--format {fmt}: choose png or dicom")
     check_output_dir(out, force)
-    sampler = load_generator(run, checkpoint, device)
+    sampler, run_s, ckpt_s = _open_sampler(run, pretrained, checkpoint, device)
     labels = sampler.labels_for(n, label)
     names = sampler.label_names
-    run_s, ckpt_s = str(Path(run).resolve()), str(Path(sampler.checkpoint).resolve())
     rows = []
     dicom = None
     if fmt == "dicom":  # created before any image: fails early when pydicom is missing

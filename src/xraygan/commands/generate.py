@@ -6,8 +6,9 @@ synthetic=true, run and checkpoint. Image i's latent comes from a seed derived f
 so --n 37 gives the first 37 images of --n 100. A conditional run without --label generates the
 classes in equal shares.
 
-Example:
+Examples:
   xraygan generate runs/cxr --n 500 --out synthetic/ --seed 0
+  xraygan generate --pretrained pediatric-cxr-64 --n 100 --out synthetic/   # shipped model, no network
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ HELP = "generate labelled synthetic images from a trained run"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of `xraygan generate`."""
-    p.add_argument("run", help="run folder written by `xraygan train`")
+    p.add_argument("run", nargs="?", help="run folder written by `xraygan train` (or give --pretrained instead)")
+    p.add_argument("--pretrained", metavar="NAME", help="use a model shipped in the package instead of a RUN (see `xraygan pretrained`), e.g. pediatric-cxr-64")
     p.add_argument("--n", type=int, default=500, help="number of images")
     p.add_argument("--out", required=True, help="output folder (refused if not empty, unless --force)")
     p.add_argument("--label", help="generate only this class (conditional runs); default: all classes in equal shares")
@@ -37,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
 
     out = generate(args.run, args.n, args.out, label=args.label, seed=args.seed, checkpoint=args.checkpoint,
                    truncation=args.truncation, force=args.force, device=args.device, batch=args.batch,
-                   fmt=args.format)
+                   fmt=args.format, pretrained=args.pretrained)
     print(f"wrote {args.n} images and manifest.csv to {out}")
     return 0

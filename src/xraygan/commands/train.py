@@ -59,6 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=int, default=0, help="evaluate the generator every N steps and keep checkpoints/best.pt (0 = off)")
     p.add_argument("--tensorboard", action="store_true", help="mirror metrics and sample grids to RUN/tensorboard/ (needs the tensorboard extra)")
     p.add_argument("--model-option", action="append", type=_model_option, default=[], metavar="KEY=VALUE", help="an option of the chosen --model family (repeatable)")
+    g = p.add_argument_group("StyleGAN2 / PGGAN options (shortcuts for --model-option KEY=VALUE)")
+    for flag, typ, text in _FAMILY_FLAGS:
+        g.add_argument(flag, type=typ, default=None, help=text)
     p.add_argument("--seed", type=int, default=0, help="random seed (data order, latents, augmentation)")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for PyTorch (0 = its default, all cores); 1 is fastest when other jobs load the machine")
@@ -85,13 +88,44 @@ def run(args: argparse.Namespace) -> int:
             batch=args.batch, latent_dim=args.latent_dim, width=args.width, ema=args.ema, diffaug=args.diffaug,
             steps=args.steps or 20000, max_time=args.max_time, sample_every=args.sample_every, ckpt_every=args.ckpt_every,
             keep_ckpts=args.keep_ckpts, ckpt_minutes=args.ckpt_minutes, tensorboard=args.tensorboard, log_every=args.log_every, eval_every=args.eval_every, seed=args.seed,
-            device=args.device or "auto", amp=args.amp, threads=args.threads, force=args.force, model_options=_model_options(args.model_option),
+            device=args.device or "auto", amp=args.amp, threads=args.threads, force=args.force, model_options=_family_options(args),
         )
         out = train(cfg)
     print(f"run: {out}")
     print(f"  samples: {out / 'samples'}   checkpoint: {out / 'checkpoints' / 'latest.pt'}")
     print(f"  generate images: xraygan generate {out} --n 500 --out SYNTHETIC_DIR")
     return 0
+
+
+def _on_off(text: str) -> bool:
+    if str(text).lower() in ("1", "true", "on", "yes"):
+        return True
+    if str(text).lower() in ("0", "false", "off", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+
+
+# (flag, type, help): each sets the model option named like the flag (stylegan2 and pggan families)
+_FAMILY_FLAGS = [
+    ("--r1-gamma", float, "StyleGAN2: R1 weight (default: the paper's heuristic 0.0002 * size^2 / batch)"),
+    ("--ada", _on_off, "StyleGAN2: adaptive discriminator augmentation on|off (default on)"),
+    ("--ada-target", float, "StyleGAN2: ADA target of r_t = E[sign(D(real))] (default 0.6)"),
+    ("--pl-weight", float, "StyleGAN2: path-length regularisation weight (default 0 = off; paper 2)"),
+    ("--phase-kimg", float, "PGGAN: thousand images per fade-in and per stabilisation phase (default 20)"),
+    ("--feature-matching", float, "StyleGAN2/PGGAN: weight of the feature-matching loss (default 0 = off)"),
+    ("--perceptual", float, "StyleGAN2/PGGAN: weight of the VGG16 feature-statistics loss (needs --vgg-weights)"),
+    ("--vgg-weights", str, "StyleGAN2/PGGAN: local torchvision VGG16 state dict for --perceptual"),
+]
+
+
+def _family_options(args: argparse.Namespace) -> dict:
+    """``--model-option`` pairs plus the shortcut flags that were given (the flags win)."""
+    opts = _model_options(args.model_option)
+    for flag, _, _ in _FAMILY_FLAGS:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            opts[flag.lstrip("-").replace("-", "_")] = value
+    return opts
 
 
 def _splits(value: object) -> tuple[str, ...]:
