@@ -88,7 +88,8 @@ LIMITS = """\
   `xraygan experiment`.
 - 64 px only; one hospital, one age group (1-5 years), one device mix; class imbalance of the source
   (about 3 PNEUMONIA per NORMAL image).
-- Weights stored as {dtype}; the images match the original checkpoint's to within 1-2 grey levels.
+- Weights stored as {dtype}: images differ from the original float32 checkpoint's by at most 1 grey level
+  (measured on 200 images, seed 0: 0.8% of pixels differ by 1, none by more).
 - GAN samples can resemble training images: check memorisation (`xraygan evaluate` writes nearest-neighbour
   pairs) before sharing derived images.
 """
