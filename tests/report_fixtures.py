@@ -65,7 +65,7 @@ def make_run(root: Path, with_eval: bool = True, steps: int = 40, every: int = 1
     root = Path(root)
     prepared = make_prepared(root.parent / f"{root.name}-prepared", size=16, n_per_class=8)
     info = json.loads((prepared / "dataset.json").read_text())
-    info["source"] = "/work/shared/data/chest-xray-pneumonia"
+    info["source"] = "../shared/data/chest-xray-pneumonia"
     (prepared / "dataset.json").write_text(json.dumps(info))
     (root / "checkpoints").mkdir(parents=True)
     (root / "samples").mkdir()
