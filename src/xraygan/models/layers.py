@@ -24,6 +24,22 @@ from torch import nn
 LRELU_GAIN = math.sqrt(2.0)
 
 
+class ResolutionLadder:
+    """Mixin for the frozen config dataclasses of the progressive architectures (StyleGAN2, PGGAN).
+
+    Needs the fields ``size``, ``channel_base`` and ``channel_max``: checks that ``size`` is a power
+    of two and gives the channel count at each resolution, ``min(channel_base // res, channel_max)``
+    (Karras et al. 2018, 2020).
+    """
+
+    def __post_init__(self) -> None:
+        if self.size < 4 or self.size & (self.size - 1):
+            raise ValueError(f"size must be a power of two >= 4, got {self.size}")
+
+    def channels(self, res: int) -> int:
+        return max(1, min(self.channel_base // res, self.channel_max))
+
+
 def lrelu(x: torch.Tensor) -> torch.Tensor:
     """Leaky ReLU (slope 0.2) rescaled by sqrt(2) to keep unit variance (He gain)."""
     return F.leaky_relu(x, 0.2) * LRELU_GAIN

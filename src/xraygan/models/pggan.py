@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xraygan.models.layers import EqualConv2d, EqualLinear, MinibatchStdDev, PixelNorm
+from xraygan.models.layers import EqualConv2d, EqualLinear, MinibatchStdDev, PixelNorm, ResolutionLadder
 
 
 @dataclass(frozen=True)
-class PGGANConfig:
+class PGGANConfig(ResolutionLadder):
     """Architecture of a PGGAN pair. Channels at resolution r: min(channel_base // r, channel_max).
 
     The paper uses ``z_dim=512, channel_base=8192, channel_max=512``; the defaults are narrower.
@@ -37,13 +37,6 @@ class PGGANConfig:
     channel_base: int = 4096
     channel_max: int = 256
     mbstd_group: int = 4
-
-    def __post_init__(self) -> None:
-        if self.size < 4 or self.size & (self.size - 1):
-            raise ValueError(f"size must be a power of two >= 4, got {self.size}")
-
-    def channels(self, res: int) -> int:
-        return max(1, min(self.channel_base // res, self.channel_max))
 
     @property
     def num_stages(self) -> int:

@@ -18,12 +18,12 @@ import torch
 from torch import nn
 
 from xraygan.models.layers import (EqualConv2d, EqualLinear, MinibatchStdDev, ModulatedConv2d,
-                                   NoiseInjection, PixelNorm, binomial_kernel, downsample2x,
+                                   NoiseInjection, PixelNorm, ResolutionLadder, binomial_kernel, downsample2x,
                                    lrelu, upsample2x)
 
 
 @dataclass(frozen=True)
-class StyleGAN2Config:
+class StyleGAN2Config(ResolutionLadder):
     """Architecture of a StyleGAN2 pair. Channels at resolution r: min(channel_base // r, channel_max).
 
     The paper's config F is ``z_dim=w_dim=512, channel_base=32768, channel_max=512``; the defaults
@@ -39,13 +39,6 @@ class StyleGAN2Config:
     channel_base: int = 8192
     channel_max: int = 256
     mbstd_group: int = 4
-
-    def __post_init__(self) -> None:
-        if self.size < 4 or self.size & (self.size - 1):
-            raise ValueError(f"size must be a power of two >= 4, got {self.size}")
-
-    def channels(self, res: int) -> int:
-        return max(1, min(self.channel_base // res, self.channel_max))
 
     @property
     def num_ws(self) -> int:

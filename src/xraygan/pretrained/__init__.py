@@ -43,17 +43,9 @@ class PretrainedInfo:
 
 
 def _read(path: Path, device: Any = "cpu") -> dict[str, Any]:
-    import torch
+    from xraygan.training.checkpoint import load_versioned
 
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # truncated or foreign file
-        raise XrayganError(f"{path}: cannot be read as a pretrained model ({type(e).__name__}: {e}); reinstall xraygan") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise XrayganError(f"{path} is not an xraygan pretrained model")
-    if int(state.get("format_version", 0)) > FORMAT_VERSION:
-        raise XrayganError(f"{path}: pretrained format {state['format_version']} is newer than this xraygan reads; upgrade xraygan")
-    return state
+    return load_versioned(path, FORMAT, FORMAT_VERSION, "pretrained model", "reinstall xraygan", device)
 
 
 def names(directory: str | Path = PRETRAINED_DIR) -> list[str]:

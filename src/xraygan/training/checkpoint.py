@@ -72,12 +72,21 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise XrayganError(f"checkpoint {path} does not exist; list the run's checkpoints/ folder or pass --checkpoint PATH")
+    return load_versioned(path, FORMAT, FORMAT_VERSION, "checkpoint", "use another checkpoint", map_location)
+
+
+def load_versioned(path: Path, fmt: str, version: int, what: str, fix: str,
+                   map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` of a dict tagged ``format=fmt``, ``format_version<=version``.
+
+    Shared by checkpoints and pretrained models; unreadable, foreign or newer files are clear errors.
+    """
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated file, not a torch file, ...
-        raise XrayganError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); use another checkpoint") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise XrayganError(f"{path} is not an xraygan checkpoint")
-    if int(state.get("format_version", 0)) > FORMAT_VERSION:
-        raise XrayganError(f"{path}: checkpoint format {state['format_version']} is newer than this xraygan reads; upgrade xraygan")
+        raise XrayganError(f"{what} {path} cannot be read ({type(e).__name__}: {e}); {fix}") from None
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise XrayganError(f"{path} is not an xraygan {what}")
+    if int(state.get("format_version", 0)) > version:
+        raise XrayganError(f"{path}: {what} format {state['format_version']} is newer than this xraygan reads; upgrade xraygan")
     return state
