@@ -5,10 +5,13 @@ On ``../shared/data/chest-xray-pneumonia`` prepared at 64 px: small CNN, 3 folds
 95% CI per arm (fold test sets and the prepared test split), the verdicts and the wall time; the
 time of the synthetic arm is reported as a ratio to the real arm measured in the same run.
 
-    python benchmarks/experiment_shared.py [--work DIR] [--gan-steps 150] [--epochs 4] [--device auto]
+    python benchmarks/experiment_shared.py [--work DIR] [--gan-steps 1500] [--steps 500] [--threads 1] [--device auto]
 
-The default GAN budget (150 steps of a width-32 conditional DCGAN per fold) is what fits a shared
-2-core CPU in well under an hour; on a GPU raise --gan-steps to a few thousand.
+Every classifier of both arms takes the same number of optimiser steps (``--steps``), so only the
+training data differs between arms (with ``--epochs`` the synthetic arm would get more steps).
+The default GAN budget (1500 steps at batch 32, 48 kimg, of a width-32 conditional DCGAN per fold)
+is what fits one CPU core in well under an hour for both fractions; on a GPU raise --gan-steps and
+--gan-width.
 
 Resumable: re-running with the same --work skips everything already finished.
 """
@@ -28,16 +31,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=Path("/tmp/xraygan-bench/experiment"), help="work folder (prepared data, runs)")
     ap.add_argument("--data", type=Path, default=SHARED, help="the shared chest X-ray folder (labels.csv)")
-    ap.add_argument("--gan-steps", type=int, default=150, help="GAN steps per fold (conditional DCGAN)")
+    ap.add_argument("--gan-steps", type=int, default=1500, help="GAN steps per fold (conditional DCGAN)")
     ap.add_argument("--gan-width", type=int, default=32, help="DCGAN base feature maps")
-    ap.add_argument("--gan-batch", type=int, default=16, help="GAN batch size")
-    ap.add_argument("--epochs", type=int, default=4, help="classifier epochs")
+    ap.add_argument("--gan-batch", type=int, default=32, help="GAN batch size")
+    ap.add_argument("--steps", type=int, default=500, help="classifier optimiser steps, the same in every arm")
+    ap.add_argument("--epochs", type=int, help="classifier epochs instead of --steps (the synthetic arm then takes more steps)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--fractions", default="0.1,1.0", help="real fractions to run")
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    import torch
+
+    torch.set_num_threads(args.threads)
 
     from xraygan.data.dataset import PreparedDataset
     from xraygan.data.prepare import prepare
@@ -59,7 +67,9 @@ def main() -> None:
         cfg = ExperimentConfig(
             prepared=str(prep), out=str(args.work / f"fraction{frac:g}"), gan_config=str(gan_cfg),
             arms=("real", "real+synthetic"), ratios=(1.0,), folds=args.folds, seeds=args.seeds, real_fraction=frac,
-            classifier=ClassifierConfig(classifier="small", input_size=64, epochs=args.epochs, batch=32), device=args.device)
+            classifier=ClassifierConfig(classifier="small", input_size=64, batch=32,
+                                        **({"epochs": args.epochs} if args.epochs else {"steps": args.steps})),
+            device=args.device)
         t = time.perf_counter()
         res = run_experiment(cfg)
         wall = time.perf_counter() - t

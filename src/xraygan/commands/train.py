@@ -112,9 +112,9 @@ _FAMILY_FLAGS = [
     ("--ada-target", float, "StyleGAN2: ADA target of r_t = E[sign(D(real))] (default 0.6)"),
     ("--pl-weight", float, "StyleGAN2: path-length regularisation weight (default 0 = off; paper 2)"),
     ("--phase-kimg", float, "PGGAN: thousand images per fade-in and per stabilisation phase (default 20)"),
-    ("--feature-matching", float, "StyleGAN2/PGGAN: weight of the feature-matching loss (default 0 = off)"),
-    ("--perceptual", float, "StyleGAN2/PGGAN: weight of the VGG16 feature-statistics loss (needs --vgg-weights)"),
-    ("--vgg-weights", str, "StyleGAN2/PGGAN: local torchvision VGG16 state dict for --perceptual"),
+    ("--feature-matching", float, "all models: weight of the feature-matching loss on D's features (default 0 = off)"),
+    ("--perceptual", float, "all models: weight of the VGG16 feature-statistics loss (needs --vgg-weights)"),
+    ("--vgg-weights", str, "all models: local torchvision VGG16 state dict for --perceptual"),
 ]
 
 

@@ -101,8 +101,11 @@ class TutorialDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers)
         dcgan_init(self)
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(x).flatten()  # (B,)
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, return_features: bool = False):
+        """Logits (B,); with ``return_features`` also the last hidden layer's features (B, F)."""
+        h = self.net[:-1](x)  # (B, F, 4, 4)
+        out = self.net[-1](h).flatten()  # (B,)
+        return (out, h.flatten(1)) if return_features else out
 
 
 class Generator(nn.Module):
@@ -174,11 +177,12 @@ class Discriminator(nn.Module):
         if self.embed is not None and norm == "bn":
             nn.init.normal_(self.embed.weight, 0.0, 0.02)
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, return_features: bool = False):
+        """Logits (B,); with ``return_features`` also the penultimate features phi (B, F)."""
         phi = self.features(x).flatten(1)  # (B, F)
         out = self.head(phi).flatten()  # (B,)
         if self.embed is not None:
             if labels is None:
                 raise ValueError("a conditional discriminator needs labels")
             out = out + (self.embed(labels) * phi).sum(dim=1)  # projection term
-        return out
+        return (out, phi) if return_features else out

@@ -154,6 +154,18 @@ class DCGANOptions:
     """``--model-option`` keys of ``--model dcgan``."""
 
     d_norm: str = "bn"  # discriminator normalisation: bn (tutorial BatchNorm) or sn (spectral norm)
+    feature_matching: float = 0.0  # weight of the feature-matching loss on D's penultimate features
+    perceptual: float = 0.0  # weight of the VGG16 batch-statistics loss (needs vgg_weights)
+    vgg_weights: str = ""  # local torchvision vgg16 state dict for ``perceptual``
+
+
+@dataclass
+class TutorialOptions:
+    """``--model-option`` keys of ``--model dcgan-tutorial`` (only the extra G losses)."""
+
+    feature_matching: float = 0.0
+    perceptual: float = 0.0
+    vgg_weights: str = ""
 
 
 class DCGANFamily(GANFamily):
@@ -161,6 +173,13 @@ class DCGANFamily(GANFamily):
 
     name = "dcgan"
     Options = DCGANOptions
+
+    def __init__(self, cfg: TrainConfig, n_classes: int, device: torch.device) -> None:
+        super().__init__(cfg, n_classes, device)
+        from xraygan.training.family_common import ExtraGLosses
+
+        self.extra = ExtraGLosses(self.options.feature_matching, self.options.perceptual, self.options.vgg_weights,
+                                  self.device)
 
     def build(self) -> tuple[nn.Module, nn.Module]:
         from xraygan.models.dcgan import Discriminator, Generator
@@ -177,28 +196,31 @@ class DCGANFamily(GANFamily):
         self.opt_d.zero_grad(set_to_none=True)
         with self.autocast():
             fake = self.G(z, y)  # (B, 1, S, S)
-            d_real = self.D(self.augment(real, gen), y).float()
+            d_real, real_feat = self.D(self.augment(real, gen), y, return_features=True)
+            d_real = d_real.float()
             d_fake = self.D(self.augment(fake.detach(), gen), y).float()
             loss_d = d_loss(self.cfg.loss, d_real, d_fake, self.cfg.smooth)
         loss_d.backward()
         self.opt_d.step()
-        # G step: non-saturating (bce) or hinge, through the augmentation
+        # G step: non-saturating (bce) or hinge, through the augmentation, plus the extra losses
         self.D.requires_grad_(False)
         self.opt_g.zero_grad(set_to_none=True)
         with self.autocast():
-            loss_g = g_loss(self.cfg.loss, self.D(self.augment(fake, gen), y).float())
-        loss_g.backward()
+            d_gen, fake_feat = self.D(self.augment(fake, gen), y, return_features=True)
+            loss_g = g_loss(self.cfg.loss, d_gen.float())
+            extra, logs = self.extra(real, fake, real_feat.detach(), fake_feat)
+        (loss_g + extra).backward()
         self.opt_g.step()
         self.D.requires_grad_(True)
         return {"loss_d": loss_d.item(), "loss_g": loss_g.item(),
-                "d_real": d_real.detach().mean().item(), "d_fake": d_fake.detach().mean().item()}
+                "d_real": d_real.detach().mean().item(), "d_fake": d_fake.detach().mean().item(), **logs}
 
 
 class TutorialDCGANFamily(DCGANFamily):
     """``--model dcgan-tutorial``: the PyTorch DCGAN tutorial's networks (100-d latent), unconditional."""
 
     name = "dcgan-tutorial"
-    Options = NoOptions
+    Options = TutorialOptions
     supports_conditional = False
 
     @property
