@@ -27,3 +27,15 @@ def shared_data() -> Path:
 
 def pytest_configure(config):
     os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _feature_cache_in_a_temporary_folder(tmp_path_factory):
+    """Keep the tests' real-set feature cache out of the user's ~/.cache."""
+    old = os.environ.get("XRAYGAN_CACHE")
+    os.environ["XRAYGAN_CACHE"] = str(tmp_path_factory.mktemp("feature-cache"))
+    yield
+    if old is None:
+        os.environ.pop("XRAYGAN_CACHE", None)
+    else:
+        os.environ["XRAYGAN_CACHE"] = old

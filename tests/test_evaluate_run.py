@@ -29,6 +29,24 @@ def test_eval_every_logs_fd_and_keeps_best_checkpoint(tiny_run):
     assert (run / "checkpoints" / "best.pt").is_file()
 
 
+def test_eval_hook_reads_the_real_features_from_the_cache(tiny_run, tmp_path, monkeypatch):
+    from xraygan.metrics.training_hook import make_eval_hook
+    from xraygan.training.config import TrainConfig
+
+    data, run = tiny_run
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XRAYGAN_CACHE", str(cache))
+    cfg = TrainConfig(data=str(data), out=str(run), model="dcgan", size=16, eval_every=2, device="cpu", seed=0)
+    first = make_eval_hook(cfg, run)
+    files = {p: p.stat().st_mtime_ns for p in cache.glob("xray-*.npy")}
+    assert len(files) == 2  # the two disjoint real halves
+    calls = []
+    monkeypatch.setattr(first.extractor.__class__, "features", lambda self, x: calls.append(len(x)))
+    second = make_eval_hook(cfg, run)
+    assert calls == [] and second.floor == first.floor
+    assert {p: p.stat().st_mtime_ns for p in cache.glob("xray-*.npy")} == files
+
+
 def test_evaluate_run_samples_the_generator_and_stores_in_the_run(tiny_run, capsys):
     data, run = tiny_run
     rc = main(["evaluate", str(run), "--real", str(data), "--n", "20", "--kid-subsets", "3", "--ssim-pairs", "20", "--no-cache", "--device", "cpu"])

@@ -71,6 +71,8 @@ def test_generate_needs_exactly_one_source(tmp_path: Path, tiny_run: Path, capsy
     assert "not both" in capsys.readouterr().err
     assert main(["generate", "--pretrained", "no-such-model", "--n", "2", "--out", str(tmp_path / "x")]) == 2
     assert SHIPPED in capsys.readouterr().err
+    assert main(["generate", "--pretrained", SHIPPED, "--checkpoint", "best", "--n", "2", "--out", str(tmp_path / "x")]) == 2
+    assert "drop --checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 

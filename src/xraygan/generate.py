@@ -170,6 +170,9 @@ def _open_sampler(run: str | Path | None, pretrained: str | None, checkpoint: st
         raise XrayganError("generate: give either a RUN folder or --pretrained NAME (see `xraygan pretrained`), "
                            + ("not both" if run is not None else "none was given"))
     if pretrained is not None:
+        if str(checkpoint) != "latest":
+            raise XrayganError(f"generate: --checkpoint {checkpoint} applies to a RUN folder; a --pretrained model "
+                               "has a single checkpoint, so drop --checkpoint")
         from xraygan.pretrained import load_pretrained
 
         sampler = load_pretrained(pretrained, device)

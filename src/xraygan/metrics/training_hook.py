@@ -61,9 +61,10 @@ class EvalHook:
     """
 
     def __init__(self, real: Images, every: int, n: int = 2000, seed: int = 0, device: str = "auto",
-                 best_so_far: float = float("inf"), features: str = "xray"):
+                 best_so_far: float = float("inf"), features: str = "xray", cache: Path | None = None):
+        """``cache``: feature cache folder for the real images (None: no cache), as ``xraygan evaluate``'s."""
         from xraygan.metrics.evaluate import resolve_extractor
-        from xraygan.metrics.features import to_tensor
+        from xraygan.metrics.features import cached_features
         from xraygan.metrics.frechet import feature_stats, frechet_distance
 
         if every < 1:
@@ -72,8 +73,9 @@ class EvalHook:
         self.extractor = resolve_extractor(features, device, None, None, seed)
         s = draw_sample(real.labels, real.labels, n, seed)
         self.n = s.n
-        fa = self.extractor.features(to_tensor(real.pixels[s.a]))
-        fb = self.extractor.features(to_tensor(real.pixels[s.b]))
+        size = real.pixels.shape[-1]
+        fa = cached_features(real.pixels[s.a], self.extractor, size, cache)
+        fb = cached_features(real.pixels[s.b], self.extractor, size, cache)
         self.stats = feature_stats(fa)
         self.floor = frechet_distance(*self.stats, *feature_stats(fb))
         self.best = best_so_far
@@ -114,4 +116,7 @@ def make_eval_hook(cfg, run_dir: str | Path, n: int = 2000) -> EvalHook:
     size = int(cfg.size or ds.size)
     real = Images(_resize_pixels(np.asarray(ds.pixels()[idx]), size), ds.labels[idx], ds.classes)
     best = min((float(r["fd_xray"]) for r in read_metrics(RunDir(run_dir)) if r.get("fd_xray") is not None), default=float("inf"))
-    return EvalHook(real, cfg.eval_every, n=n, seed=cfg.seed, device=cfg.device, best_so_far=best)
+    from xraygan.metrics.features import default_cache_dir
+
+    return EvalHook(real, cfg.eval_every, n=n, seed=cfg.seed, device=cfg.device, best_so_far=best,
+                    cache=default_cache_dir())

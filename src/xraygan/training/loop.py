@@ -291,15 +291,18 @@ def _eval_hook(cfg: TrainConfig, run: RunDir) -> Callback:
 
 
 class _Meter:
-    """img/s between log records."""
+    """Training img/s between log records: time in sampling, checkpoints and evaluation is left out."""
 
     def __init__(self) -> None:
-        self.t, self.images = time.monotonic(), 0
+        self.seconds, self.images = 0.0, 0
+
+    def add(self, images: int, seconds: float) -> None:
+        self.images += images
+        self.seconds += seconds
 
     def rate(self) -> float:
-        now = time.monotonic()
-        r = self.images / max(now - self.t, 1e-9)
-        self.t, self.images = now, 0
+        r = self.images / max(self.seconds, 1e-9)
+        self.seconds, self.images = 0.0, 0
         return r
 
 
@@ -352,12 +355,14 @@ def train(config: TrainConfig | dict, resume: bool = False, callbacks: list[Call
     ctx.tracker = Tracker(ctx.run.root, tensorboard=cfg.tensorboard and main)
     with _StopFlag() as stop, ctx.tracker:
         while ctx.step < cfg.steps:
+            t_step = time.monotonic()
             b = fam.batch_size(ctx.step)
             real, labels = data.batch(b, ctx.gens["data"])
             losses = fam.train_step(real, labels, ctx.step, ctx.gens["noise"])
             if ctx.ema is not None:
                 update_ema(ctx.ema, fam.G, ema_decay(cfg.ema, ctx.step))
-            ctx.step, ctx.images_seen, meter.images = ctx.step + 1, ctx.images_seen + b * ctx.dist.world, meter.images + b * ctx.dist.world
+            ctx.step, ctx.images_seen = ctx.step + 1, ctx.images_seen + b * ctx.dist.world
+            meter.add(b * ctx.dist.world, time.monotonic() - t_step)
             ctx.elapsed, ctx.last_losses = elapsed0 + time.monotonic() - start, losses
             _record(ctx, losses, meter, callbacks, bar)
             if main and ctx.step % cfg.sample_every == 0:
