@@ -181,6 +181,17 @@ def test_every_arm_and_option_end_to_end(tiny_prepared, tmp_path):
     assert len(list((out / "units").glob("*.json"))) == 2 * 2 * 5
 
 
+def test_epochs_give_every_arm_of_a_fold_the_same_steps(tiny_prepared, tmp_path):
+    cfg = _cfg(tiny_prepared, tmp_path / "e", arms=("real+synthetic", "synthetic"), ratios=(2.0,), seeds=1,
+               classifier=ClassifierConfig(input_size=16, epochs=2, batch=8))
+    res = run_experiment(cfg, progress=False)
+    for fold in range(2):
+        units = [u for arm in res["arms"].values() for u in arm["units"] if u["fold"] == fold]
+        n_real = sum(units[0]["n_real"])
+        assert [u["classifier_steps"] for u in units] == [2 * (n_real // 8)] * 3
+    assert res["arms"]["real+synthetic x2"]["units"][0]["n_synthetic"] == [2 * n for n in units[0]["n_real"]]
+
+
 def test_balance_noise_bigger_input_and_a_test_folder(tiny_prepared, tmp_path):
     from PIL import Image
 

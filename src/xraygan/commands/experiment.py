@@ -48,8 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folds", type=int, default=5, help="patient-grouped stratified folds")
     p.add_argument("--seeds", type=int, default=3, help="classifier seeds per fold")
     p.add_argument("--real-fraction", type=float, default=1.0, help="fraction of each fold's training patients kept (low-data regime, e.g. 0.1)")
-    p.add_argument("--epochs", type=int, default=10, help="classifier training epochs")
-    p.add_argument("--steps", type=int, help="classifier optimiser steps (replaces --epochs)")
+    p.add_argument("--epochs", type=int, default=10, help="classifier training length in epochs of the fold's real training images; "
+                   "every arm takes that same number of optimiser steps, so arms differ only in their data")
+    p.add_argument("--steps", type=int, help="classifier optimiser steps in every arm (replaces --epochs)")
     p.add_argument("--batch", type=int, default=32, help="classifier batch size")
     p.add_argument("--lr", type=float, default=1e-3, help="classifier Adam learning rate")
     p.add_argument("--gan-steps", type=int, help="override the GAN config's step budget")

@@ -69,6 +69,7 @@ class ExperimentConfig:
         d = self.to_dict()
         for k in ("out", "arms", "ratios", "seeds", "device", "n_boot", "alpha", "test"):
             d.pop(k)
+        d["step_rule"] = "epochs-of-real"  # --epochs count epochs of the real images in every arm
         gan_file = Path(self.gan_config)
         if gan_file.is_file():  # a GAN config file's content, not just its name
             d["gan_config_sha256"] = hashlib.sha256(gan_file.read_bytes()).hexdigest()
@@ -182,6 +183,15 @@ def _training_set(ds: PreparedDataset, fold: Fold, x_all, row_pos: dict, arm: st
     return torch.cat(xs), torch.cat(ys), n_real, n_syn
 
 
+def unit_classifier(ccfg: ClassifierConfig, n_real: int) -> ClassifierConfig:
+    """The classifier config of every arm of a fold: ``--epochs`` count epochs of the fold's ``n_real``
+    real training images, turned into one step budget for all arms, so that arms differ only in
+    their data (an arm with synthetic images does not get more optimiser steps)."""
+    if ccfg.steps:
+        return ccfg
+    return replace(ccfg, steps=ccfg.epochs * max(1, n_real // min(ccfg.batch, max(n_real, 1))))
+
+
 def run_unit(ds: PreparedDataset, fold: Fold, seed: int, label: str, arm: str, ratio: float | None, source,
              cfg: ExperimentConfig, data: dict, device) -> dict:
     """Train and score one classifier; returns the unit record (scores, labels, patients, timing)."""
@@ -189,12 +199,13 @@ def run_unit(ds: PreparedDataset, fold: Fold, seed: int, label: str, arm: str, r
 
     t0 = time.perf_counter()
     x, y, n_real, n_syn = _training_set(ds, fold, data["x"], data["pos"], arm, ratio, source, cfg, seed)
-    model = train_classifier(x, y, cfg.classifier, seed=_seed(fold.index, seed), device=device,
+    ccfg = unit_classifier(cfg.classifier, len(fold.train))
+    model = train_classifier(x, y, ccfg, seed=_seed(fold.index, seed), device=device,
                              augment=(arm == "real+classic"), num_classes=len(ds.classes))
     fold_x = data["x"][[data["pos"][r] for r in fold.test]]
     rec = {
         "fold": fold.index, "seed": seed, "label": label, "arm": arm, "ratio": ratio,
-        "n_real": n_real.tolist(), "n_synthetic": n_syn.tolist(),
+        "n_real": n_real.tolist(), "n_synthetic": n_syn.tolist(), "classifier_steps": ccfg.steps,
         "source": getattr(source, "name", None) if n_syn.sum() else None,
         "fold_test": {"rows": fold.test.tolist(), "score": predict_scores(model, fold_x, device).tolist()},
         "test_sets": {name: {"score": predict_scores(model, tx, device).tolist()} for name, (tx, _, _) in data["tests"].items()},

@@ -64,7 +64,7 @@ def summarize(cfg, ds: PreparedDataset, folds: list[Fold], labels: list[tuple], 
             rows = np.asarray(u["fold_test"]["rows"])
             m = stats.binary_metrics(ds.labels[rows], np.asarray(u["fold_test"]["score"]))
             per_unit.append({"fold": u["fold"], "seed": u["seed"], "n_real": u["n_real"], "n_synthetic": u["n_synthetic"],
-                             "wall_s": u["wall_s"], "fold_test": m})
+                             "classifier_steps": u.get("classifier_steps"), "wall_s": u["wall_s"], "fold_test": m})
         fold_aucs = [pu["fold_test"]["auc"] for pu in per_unit]
         arms[label] = {
             "arm": arm, "ratio": ratio, "units": per_unit,
