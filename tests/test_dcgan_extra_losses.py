@@ -48,10 +48,15 @@ def test_flags_add_logged_losses_that_change_the_generator_update(tiny_prepared,
     plain = torch.load(tmp_path / "plain" / "checkpoints" / "latest.pt", weights_only=True)["modules"]["G"]
     extra = torch.load(tmp_path / "extra" / "checkpoints" / "latest.pt", weights_only=True)["modules"]["G"]
     assert any(not torch.equal(plain[k], extra[k]) for k in plain if plain[k].is_floating_point())
+    vgg.unlink()  # generating needs no VGG16: only training reads it
+    assert main(["generate", str(tmp_path / "extra"), "--n", "2", "--out", str(tmp_path / "gen"), "--device", "cpu"]) == 0
 
 
-def test_perceptual_without_weights_is_a_clear_error(tiny_prepared, tmp_path):
+def test_perceptual_without_weights_and_a_bad_d_norm_are_clear_errors(tiny_prepared, tmp_path):
     cfg = TrainConfig(data=str(tiny_prepared), out=str(tmp_path / "r"), model="dcgan", size=16, width=8,
                       model_options={"perceptual": 1.0})
     with pytest.raises(XrayganError, match="vgg_weights"):
+        get_family("dcgan")(cfg, 0, torch.device("cpu"))
+    cfg.model_options = {"d_norm": "foo"}
+    with pytest.raises(XrayganError, match="d_norm"):
         get_family("dcgan")(cfg, 0, torch.device("cpu"))

@@ -51,6 +51,7 @@ from torch import nn
 from xraygan.augment.diffaug import diff_augment, parse_policy
 from xraygan.errors import XrayganError
 from xraygan.training.config import TrainConfig, parse_options
+from xraygan.training.family_common import ExtraGLosses, ExtraLossOptions
 from xraygan.training.losses import d_loss, g_loss
 
 # --model name -> "module:Class" (imported on use)
@@ -87,6 +88,8 @@ class GANFamily:
             raise XrayganError(f"--model {cfg.model} is unconditional; drop --conditional (or train one class with --label L)")
         self.cfg, self.n_classes, self.device = cfg, n_classes, torch.device(device)
         self.options = parse_options(self.Options, dict(cfg.model_options), cfg.model)
+        # the extra generator losses of every family whose options include them (ExtraLossOptions)
+        self.extra = ExtraGLosses(self.options, self.device) if isinstance(self.options, ExtraLossOptions) else None
         self.policy = parse_policy(cfg.diffaug if cfg.diffaug != "auto" else "none")
         self.G, self.D = self.build()
         self.G.to(self.device)
@@ -136,6 +139,11 @@ class GANFamily:
     def load_extra_state(self, state: dict[str, Any]) -> None:
         pass
 
+    def prepare_training(self) -> None:
+        """Load what only training needs (the VGG16 weights of the perceptual loss); generation skips it."""
+        if self.extra is not None:
+            self.extra.load()
+
     def resolved_options(self) -> dict[str, Any]:
         return asdict(self.options)
 
@@ -150,22 +158,10 @@ class GANFamily:
 
 
 @dataclass
-class DCGANOptions:
+class DCGANOptions(ExtraLossOptions):
     """``--model-option`` keys of ``--model dcgan``."""
 
     d_norm: str = "bn"  # discriminator normalisation: bn (tutorial BatchNorm) or sn (spectral norm)
-    feature_matching: float = 0.0  # weight of the feature-matching loss on D's penultimate features
-    perceptual: float = 0.0  # weight of the VGG16 batch-statistics loss (needs vgg_weights)
-    vgg_weights: str = ""  # local torchvision vgg16 state dict for ``perceptual``
-
-
-@dataclass
-class TutorialOptions:
-    """``--model-option`` keys of ``--model dcgan-tutorial`` (only the extra G losses)."""
-
-    feature_matching: float = 0.0
-    perceptual: float = 0.0
-    vgg_weights: str = ""
 
 
 class DCGANFamily(GANFamily):
@@ -174,16 +170,11 @@ class DCGANFamily(GANFamily):
     name = "dcgan"
     Options = DCGANOptions
 
-    def __init__(self, cfg: TrainConfig, n_classes: int, device: torch.device) -> None:
-        super().__init__(cfg, n_classes, device)
-        from xraygan.training.family_common import ExtraGLosses
-
-        self.extra = ExtraGLosses(self.options.feature_matching, self.options.perceptual, self.options.vgg_weights,
-                                  self.device)
-
     def build(self) -> tuple[nn.Module, nn.Module]:
         from xraygan.models.dcgan import Discriminator, Generator
 
+        if self.options.d_norm not in ("bn", "sn"):
+            raise XrayganError(f"--model-option d_norm={self.options.d_norm}: choose bn (BatchNorm) or sn (spectral norm)")
         c = self.cfg
         return (Generator(c.size, self.latent_dim, c.width, self.n_classes),
                 Discriminator(c.size, c.width, self.n_classes, norm=self.options.d_norm))
@@ -220,7 +211,7 @@ class TutorialDCGANFamily(DCGANFamily):
     """``--model dcgan-tutorial``: the PyTorch DCGAN tutorial's networks (100-d latent), unconditional."""
 
     name = "dcgan-tutorial"
-    Options = TutorialOptions
+    Options = ExtraLossOptions
     supports_conditional = False
 
     @property

@@ -74,21 +74,37 @@ def parse_res_map(value: object, what: str) -> dict[int, int]:
     return out
 
 
-class ExtraGLosses:
-    """Feature matching and VGG16 perceptual statistics added to G's loss (weights 0 = off)."""
+@dataclasses.dataclass
+class ExtraLossOptions:
+    """Model options of the extra generator losses, shared by every family's options."""
 
-    def __init__(self, feature_matching: float, perceptual: float, vgg_weights: str, device: torch.device) -> None:
-        if feature_matching < 0 or perceptual < 0:
+    feature_matching: float = 0.0  # weight of the feature-matching loss on D's penultimate features
+    perceptual: float = 0.0  # weight of the VGG16 batch-statistics loss (needs vgg_weights)
+    vgg_weights: str = ""  # local torchvision vgg16 state dict for ``perceptual``
+
+
+class ExtraGLosses:
+    """Feature matching and VGG16 perceptual statistics added to G's loss (weights 0 = off).
+
+    The VGG16 weights are read by :meth:`load` (called when training starts), not when a family is
+    built, so generating from a run never needs them.
+    """
+
+    def __init__(self, options: ExtraLossOptions, device: torch.device) -> None:
+        if options.feature_matching < 0 or options.perceptual < 0:
             raise XrayganError("model options feature_matching and perceptual must be >= 0 (0 = off)")
-        self.fm, self.pw = float(feature_matching), float(perceptual)
-        self.vgg = None
-        if self.pw > 0:
-            if not vgg_weights:
-                raise XrayganError("model option perceptual > 0 needs vgg_weights=FILE (a torchvision vgg16 state dict "
-                                   "saved on a machine with internet access; nothing is downloaded)")
+        self.fm, self.pw = float(options.feature_matching), float(options.perceptual)
+        if self.pw > 0 and not options.vgg_weights:
+            raise XrayganError("model option perceptual > 0 needs vgg_weights=FILE (a torchvision vgg16 state dict "
+                               "saved on a machine with internet access; nothing is downloaded)")
+        self.vgg_weights, self.device, self.vgg = options.vgg_weights, device, None
+
+    def load(self) -> None:
+        """Read the VGG16 weights if the perceptual loss is on (a missing file is a clear error)."""
+        if self.pw > 0 and self.vgg is None:
             from xraygan.training.perceptual import VGGFeatureStats
 
-            self.vgg = VGGFeatureStats(vgg_weights).to(device)
+            self.vgg = VGGFeatureStats(self.vgg_weights).to(self.device)
 
     def __call__(self, real: torch.Tensor, fake: torch.Tensor, real_feat: Optional[torch.Tensor],
                  fake_feat: Optional[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -99,6 +115,7 @@ class ExtraGLosses:
             fm = feature_matching_loss(real_feat, fake_feat)
             total = total + self.fm * fm
             logs["loss_fm"] = fm.item()
+        self.load()
         if self.vgg is not None:
             if real.shape[-1] != fake.shape[-1]:
                 real = torch.nn.functional.interpolate(real, size=fake.shape[-2:], mode="area")

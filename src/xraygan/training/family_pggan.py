@@ -25,11 +25,11 @@ from torch import nn
 from xraygan.errors import XrayganError
 from xraygan.training import gan_losses as L
 from xraygan.training.families import GANFamily
-from xraygan.training.family_common import ExtraGLosses, adam, parse_res_map, widths
+from xraygan.training.family_common import ExtraLossOptions, adam, parse_res_map, widths
 
 
 @dataclass
-class PGGANOptions:
+class PGGANOptions(ExtraLossOptions):
     """Options of ``--model pggan``."""
 
     phase_kimg: float = 20.0           # thousand images per fade-in and per stabilisation (paper: 600)
@@ -38,9 +38,6 @@ class PGGANOptions:
     drift: float = 0.001               # drift penalty epsilon
     channel_base: Optional[int] = None  # channels at resolution r = min(base // r, max); default from --width
     channel_max: Optional[int] = None
-    feature_matching: float = 0.0
-    perceptual: float = 0.0
-    vgg_weights: str = ""
 
 
 def schedule(images: float, phase_images: float, num_stages: int) -> tuple[int, float]:
@@ -72,7 +69,6 @@ class PGGANFamily(GANFamily):
         self.net_cfg = PGGANConfig(size=int(c.size), num_classes=self.n_classes, z_dim=self.latent_dim,
                                    channel_base=o.channel_base, channel_max=o.channel_max)
         self.images = 0
-        self.extra = ExtraGLosses(o.feature_matching, o.perceptual, o.vgg_weights, self.device)
         return PGGANGenerator(self.net_cfg), PGGANDiscriminator(self.net_cfg)
 
     def make_optimizers(self) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:

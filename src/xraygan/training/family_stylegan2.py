@@ -22,14 +22,14 @@ from xraygan.augment.ada import AdaController, augment
 from xraygan.errors import XrayganError
 from xraygan.training import gan_losses as L
 from xraygan.training.families import GANFamily
-from xraygan.training.family_common import ExtraGLosses, adam, widths
+from xraygan.training.family_common import ExtraLossOptions, adam, widths
 
 W_MEAN_SAMPLES = 2048      # latents per class used to estimate the mean w for truncation
 W_MEAN_SEED = 20240531
 
 
 @dataclass
-class StyleGAN2Options:
+class StyleGAN2Options(ExtraLossOptions):
     """Options of ``--model stylegan2``."""
 
     r1_gamma: Optional[float] = None   # R1 weight; None = 0.0002 * size**2 / batch
@@ -45,9 +45,6 @@ class StyleGAN2Options:
     mapping_layers: int = 8
     channel_base: Optional[int] = None  # channels at resolution r = min(base // r, max); default from --width
     channel_max: Optional[int] = None
-    feature_matching: float = 0.0      # weight of the feature-matching loss on D's features
-    perceptual: float = 0.0            # weight of the VGG16 batch-statistics loss (needs vgg_weights)
-    vgg_weights: str = ""
 
 
 class StyleGAN2Family(GANFamily):
@@ -68,7 +65,6 @@ class StyleGAN2Family(GANFamily):
                                        w_dim=self.latent_dim, mapping_layers=o.mapping_layers,
                                        channel_base=o.channel_base, channel_max=o.channel_max)
         self.ada = AdaController(o.ada_target, o.ada_p, o.ada_interval, o.ada_kimg)
-        self.extra = ExtraGLosses(o.feature_matching, o.perceptual, o.vgg_weights, self.device)
         self.pl_mean = torch.zeros(())
         self._last = {"r1": 0.0, "pl": 0.0}
         self._w_cache: dict[Any, torch.Tensor] = {}

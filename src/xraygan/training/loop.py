@@ -200,6 +200,7 @@ def _setup(cfg: TrainConfig, resume: bool) -> LoopContext:
     if cfg.diffaug == "auto":
         cfg.diffaug = ",".join(DEFAULT_POLICY) if len(data.pixels) < DIFFAUG_AUTO_BELOW else "none"
     family = get_family(cfg.model)(cfg, data.n_classes, device)
+    family.prepare_training()
     cfg.model_options = family.resolved_options()
     run = RunDir(cfg.out)
     _check_tensorboard(cfg, run)
