@@ -71,15 +71,15 @@ def share_module(module: nn.Module, world: int) -> None:
             p.register_hook(average)
 
 
-def any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
-    """True if ``flag`` is true on any process (so every process stops at the same step)."""
+def max_rank(value: int, info: DistInfo, device: torch.device) -> int:
+    """The largest ``value`` over all processes (so every process stops, or fails, at the same step)."""
     if not info.enabled:
-        return flag
+        return int(value)
     import torch.distributed as dist
 
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    t = torch.tensor([float(value)], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
+    return int(t.item())
 
 
 def shutdown(info: DistInfo) -> None:

@@ -39,7 +39,7 @@ from xraygan.data.dataset import PreparedDataset, resize_images
 from xraygan.errors import XrayganError
 from xraygan.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from xraygan.training.config import TrainConfig
-from xraygan.training.distributed import DistInfo, any_rank, init_distributed, share_module, shutdown
+from xraygan.training.distributed import DistInfo, init_distributed, max_rank, share_module, shutdown
 from xraygan.training.ema import ema_decay, make_ema, refresh_batchnorm, update_ema
 from xraygan.training.families import GANFamily, get_family
 from xraygan.training.rundir import RunDir, plot_losses, prune_checkpoints, truncate_metrics, write_run_config
@@ -371,13 +371,16 @@ def train(config: TrainConfig | dict, resume: bool = False, callbacks: list[Call
             if main and (ctx.step % cfg.ckpt_every == 0 or (cfg.ckpt_minutes and time.monotonic() - t_ckpt >= 60 * cfg.ckpt_minutes)):
                 _checkpoint(ctx)
                 t_ckpt = time.monotonic()
-            if not all(math.isfinite(v) for v in losses.values()):
+            # one collective per step decides for every process: 2 = diverged (anywhere), 1 = stop, 0 = go on
+            diverged = not all(math.isfinite(v) for v in losses.values())
+            out_of_time = cfg.max_time is not None and time.monotonic() - start >= cfg.max_time
+            verdict = max_rank(2 if diverged else int(bool(stop.reason) or out_of_time), ctx.dist, fam.device)
+            if verdict == 2:
                 bar.close()
                 if main:
                     _checkpoint(ctx)
                 raise XrayganError(f"training diverged at step {ctx.step} (losses {losses}); lower --lr-g/--lr-d or try --loss hinge")
-            out_of_time = cfg.max_time is not None and time.monotonic() - start >= cfg.max_time
-            if any_rank(bool(stop.reason) or out_of_time, ctx.dist, fam.device):
+            if verdict == 1:
                 log.info("stopping at step %d (%s)", ctx.step, stop.reason or f"--max-time {cfg.max_time:g}s")
                 break
         bar.close()
