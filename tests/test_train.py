@@ -112,6 +112,23 @@ def test_max_time_stops_and_checkpoints(tiny_prepared: Path, tmp_path: Path) -> 
     assert 1 <= step < 100000
 
 
+def test_a_non_finite_loss_stops_with_a_checkpoint_and_a_clear_error(tiny_prepared: Path, tmp_path: Path, monkeypatch,
+                                                                     capsys) -> None:
+    from xraygan.training.families import DCGANFamily
+
+    real_step = DCGANFamily.train_step
+
+    def step_that_diverges_at_3(self, real, labels, step, gen):
+        logs = real_step(self, real, labels, step, gen)
+        return {**logs, "loss_d": float("nan")} if step == 2 else logs
+
+    monkeypatch.setattr(DCGANFamily, "train_step", step_that_diverges_at_3)
+    run = tmp_path / "run"
+    assert _train(tiny_prepared, run, "--steps", "10", "--ckpt-every", "100") == 2
+    assert "training diverged at step 3" in capsys.readouterr().err
+    assert _ckpt(run)["step"] == 3
+
+
 def test_sigterm_finishes_the_step_and_checkpoints(tiny_prepared: Path, tmp_path: Path) -> None:
     cfg = TrainConfig(data=str(tiny_prepared), out=str(tmp_path / "run"), batch=8, width=8, latent_dim=16,
                       device="cpu", steps=1000, conditional=True)
