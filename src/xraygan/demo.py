@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 import time
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from xraygan.errors import XrayganError
+from xraygan.utils.runtime import make_module_callable
 
 log = logging.getLogger(__name__)
 
@@ -136,12 +134,4 @@ def demo(out: str | Path = "xraygan-demo", quick: bool = False, steps: int | Non
     return DemoSummary(out, prepared, run, synthetic, grids, done, seconds)
 
 
-class _CallableModule(types.ModuleType):
-    """``xraygan.demo`` is both this module and the public function :func:`demo`: once the module is
-    imported, Python binds the package attribute to the module, so the module forwards calls."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return demo(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_module_callable(__name__, demo)

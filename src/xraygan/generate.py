@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
-import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,6 +27,7 @@ import numpy as np
 import torch
 
 from xraygan.errors import XrayganError
+from xraygan.utils.runtime import make_module_callable
 
 UNCONDITIONAL_FOLDER = "all"
 
@@ -231,12 +230,4 @@ def generate(run: str | Path | None, n: int, out: str | Path, label: str | int |
     return Path(out)
 
 
-class _CallableModule(types.ModuleType):
-    """``xraygan.generate`` is both this module and the public function :func:`generate`: once the module is
-    imported, Python binds the package attribute to the module, so the module forwards calls."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return generate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_module_callable(__name__, generate)

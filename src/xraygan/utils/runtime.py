@@ -27,3 +27,20 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def make_module_callable(module_name: str, fn) -> None:
+    """Let module ``module_name`` be called as ``fn``.
+
+    ``xraygan.generate`` and ``xraygan.demo`` are both a module and the public function of the same
+    name: once the module is imported, Python binds the package attribute to the module, so the
+    module forwards calls to the function.
+    """
+    import sys
+    import types
+
+    class _CallableModule(types.ModuleType):
+        def __call__(self, *args, **kwargs):
+            return fn(*args, **kwargs)
+
+    sys.modules[module_name].__class__ = _CallableModule
