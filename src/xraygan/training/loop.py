@@ -207,7 +207,7 @@ def _setup(cfg: TrainConfig, resume: bool) -> LoopContext:
     if not resume and dist.is_main:
         run.create(cfg.force)
         write_run_config(run, cfg.to_dict(), {"model": cfg.model, "classes": data.classes, "n_classes": data.n_classes,
-                                               "n_train_images": len(data.pixels), "data": str(Path(cfg.data).resolve())})
+                                               "n_train_images": len(data.pixels), "data": cfg.data})
     offset = 1_000_003 * dist.rank  # each process its own data and latents; rank 0 as a single process
     gens = {"data": torch.Generator().manual_seed(cfg.seed + offset), "noise": torch.Generator().manual_seed(cfg.seed + 1 + offset)}
     ema = make_ema(family.G) if cfg.ema > 0 else None
