@@ -164,3 +164,13 @@ def test_kid_full_kernel_path_equals_per_subset_path(monkeypatch):
     monkeypatch.setattr(fr, "_FULL_KERNEL_MAX", 10)  # force the per-subset path
     slow = fr.kernel_inception_distance(a, b, subsets=7, subset_size=50, seed=3)
     assert fast == pytest.approx(slow, rel=1e-10)
+
+
+def test_compare_leaves_kid_out_below_four_samples_and_keeps_fd():
+    from xraygan.metrics.evaluate import compare
+
+    rng = np.random.default_rng(0)
+    small = compare(rng.normal(size=(3, 5)), rng.normal(size=(3, 5)), kid_subsets=5, kid_subset_size=100, seed=0)
+    assert small["kid"] is None and small["fd"] is not None and small["fd"] >= 0
+    enough = compare(rng.normal(size=(4, 5)), rng.normal(size=(4, 5)), kid_subsets=5, kid_subset_size=100, seed=0)
+    assert enough["kid"] is not None

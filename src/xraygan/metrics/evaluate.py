@@ -57,13 +57,14 @@ def class_sample(s: Sample, real_labels: np.ndarray, fake_labels: np.ndarray, c:
 
 def compare(real: np.ndarray, fake: np.ndarray, kid_subsets: int, kid_subset_size: int, seed: int) -> dict:
     """Feature-space scores of ``fake`` against ``real`` (both (n, d)); None where n is too small."""
-    from xraygan.metrics.frechet import frechet_distance_features, kernel_inception_distance
+    from xraygan.metrics.frechet import KID_MIN_N, frechet_distance_features, kernel_inception_distance
     from xraygan.metrics.prdc import density_coverage, precision_recall
 
     n = min(len(real), len(fake))
     out: dict = {"fd": None, "kid": None, "kid_std": None, "precision": None, "recall": None, "density": None, "coverage": None}
     if n >= 2:
         out["fd"] = frechet_distance_features(real, fake)
+    if n >= KID_MIN_N:
         out["kid"], out["kid_std"] = kernel_inception_distance(real, fake, kid_subsets, kid_subset_size, seed)
     if n > PR_K:
         out.update(precision_recall(real, fake, PR_K))

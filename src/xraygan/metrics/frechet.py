@@ -18,6 +18,8 @@ import numpy as np
 
 from xraygan.errors import XrayganError
 
+KID_MIN_N = 4  # KID subsets hold half of the smaller side, and each needs 2 samples
+
 
 def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean (d,) and unbiased covariance (d, d) of ``features`` (n, d), in float64."""
@@ -88,8 +90,8 @@ def kernel_inception_distance(
     """
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     size = min(subset_size, min(a.shape[0], b.shape[0]) // 2)
-    if size < 2:
-        raise XrayganError(f"KID needs at least 4 samples per side, got {a.shape[0]} and {b.shape[0]}")
+    if size < 2:  # KID_MIN_N
+        raise XrayganError(f"KID needs at least {KID_MIN_N} samples per side, got {a.shape[0]} and {b.shape[0]}")
     rng = np.random.default_rng(seed)
     picks = [(rng.choice(a.shape[0], size, replace=False), rng.choice(b.shape[0], size, replace=False)) for _ in range(subsets)]
     if max(a.shape[0], b.shape[0]) > _FULL_KERNEL_MAX:
