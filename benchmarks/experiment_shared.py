@@ -8,7 +8,8 @@ time of the synthetic arm is reported as a ratio to the real arm measured in the
     python benchmarks/experiment_shared.py [--work DIR] [--gan-steps 1500] [--steps 500] [--threads 1] [--device auto]
 
 Every classifier of both arms takes the same number of optimiser steps (``--steps``), so only the
-training data differs between arms (with ``--epochs`` the synthetic arm would get more steps).
+training data differs between arms (``--epochs`` counts epochs of the real images, also the same
+steps in every arm).
 The default GAN budget (1500 steps at batch 32, 48 kimg, of a width-32 conditional DCGAN per fold)
 is what fits one CPU core in well under an hour for both fractions; on a GPU raise --gan-steps and
 --gan-width.
@@ -35,7 +36,7 @@ def main() -> None:
     ap.add_argument("--gan-width", type=int, default=32, help="DCGAN base feature maps")
     ap.add_argument("--gan-batch", type=int, default=32, help="GAN batch size")
     ap.add_argument("--steps", type=int, default=500, help="classifier optimiser steps, the same in every arm")
-    ap.add_argument("--epochs", type=int, help="classifier epochs instead of --steps (the synthetic arm then takes more steps)")
+    ap.add_argument("--epochs", type=int, help="classifier epochs of the real images instead of --steps (every arm still takes the same steps)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--fractions", default="0.1,1.0", help="real fractions to run")
     ap.add_argument("--folds", type=int, default=3)

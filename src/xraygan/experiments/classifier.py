@@ -53,6 +53,11 @@ def classic_augment(x: torch.Tensor, gen: torch.Generator, max_rot_deg: float = 
     return out.clamp(-1, 1)
 
 
+def steps_per_epoch(n: int, batch: int) -> int:
+    """Optimiser steps in one epoch of ``n`` images (the ragged last batch dropped; at least 1)."""
+    return max(1, n // max(1, min(batch, n)))
+
+
 def train_classifier(x: torch.Tensor, y: torch.Tensor, cfg: ClassifierConfig, seed: int, device: torch.device | str = "cpu",
                      augment: bool = False, num_classes: int = 2) -> nn.Module:
     """Train a fresh ``cfg.classifier`` on ``x`` (n,1,S,S) and labels ``y`` (n,); returns it in eval mode."""
@@ -64,7 +69,7 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, cfg: ClassifierConfig, se
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = len(x)
     batch = min(cfg.batch, n)
-    per_epoch = max(1, n // batch)  # drop the ragged last batch (BatchNorm dislikes batches of 1)
+    per_epoch = steps_per_epoch(n, cfg.batch)  # drop the ragged last batch (BatchNorm dislikes batches of 1)
     total = cfg.steps if cfg.steps else cfg.epochs * per_epoch
     model.train()
     step = 0

@@ -29,7 +29,7 @@ import numpy as np
 
 from xraygan.data.dataset import PreparedDataset, resize_images
 from xraygan.errors import XrayganError
-from xraygan.experiments.classifier import ClassifierConfig
+from xraygan.experiments.classifier import ClassifierConfig, steps_per_epoch
 from xraygan.experiments.folds import Fold, make_folds
 from xraygan.utils.fs import atomic_write_json, is_nonempty_dir
 
@@ -189,7 +189,7 @@ def unit_classifier(ccfg: ClassifierConfig, n_real: int) -> ClassifierConfig:
     their data (an arm with synthetic images does not get more optimiser steps)."""
     if ccfg.steps:
         return ccfg
-    return replace(ccfg, steps=ccfg.epochs * max(1, n_real // min(ccfg.batch, max(n_real, 1))))
+    return replace(ccfg, steps=ccfg.epochs * steps_per_epoch(n_real, ccfg.batch))
 
 
 def run_unit(ds: PreparedDataset, fold: Fold, seed: int, label: str, arm: str, ratio: float | None, source,

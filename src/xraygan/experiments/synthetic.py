@@ -240,11 +240,10 @@ def train_fold_gans(cfg, ds: PreparedDataset, fold: Fold, out: Path, device) -> 
 
 def _last_step(run: Path) -> int:
     """The last step logged in a run's ``metrics.jsonl`` (the trainer logs the final step)."""
-    import json
+    from xraygan.training.rundir import RunDir, read_metrics
 
-    path = run / "metrics.jsonl"
-    lines = path.read_text().splitlines() if path.is_file() else []
-    return int(json.loads(lines[-1])["step"]) if lines else 0
+    records = read_metrics(RunDir(run))
+    return int(records[-1]["step"]) if records else 0
 
 
 def _replace_cfg(base, **kw):
