@@ -39,3 +39,15 @@ def _feature_cache_in_a_temporary_folder(tmp_path_factory):
         os.environ.pop("XRAYGAN_CACHE", None)
     else:
         os.environ["XRAYGAN_CACHE"] = old
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _patient_key_in_a_temporary_folder(tmp_path_factory):
+    """Keep the pseudonymisation key that `prepare` creates out of the user's ~/.config."""
+    old = os.environ.get("XRAYGAN_PATIENT_KEY_FILE")
+    os.environ["XRAYGAN_PATIENT_KEY_FILE"] = str(tmp_path_factory.mktemp("patient-key") / "patient.key")
+    yield
+    if old is None:
+        os.environ.pop("XRAYGAN_PATIENT_KEY_FILE", None)
+    else:
+        os.environ["XRAYGAN_PATIENT_KEY_FILE"] = old

@@ -1,6 +1,7 @@
 """Builders of tiny real input files for the prepare/io tests: PNG 8/16-bit, RGBA, DICOM, npz."""
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +79,17 @@ def medmnist_npz(path: Path, n: tuple[int, int, int] = (12, 4, 4), size: int = 2
         arrays[f"{split}_labels"] = (np.arange(k) % 2).reshape(k, 1).astype(np.uint8)
     np.savez(path, **arrays)
     return path
+
+
+def labelled_csv(src: Path, labels: list[str], per_label: int = 6) -> Path:
+    """SRC/labels.csv (columns path, label) over SRC/img/*.png: ``per_label`` distinct 16-px images per label."""
+    rows = []
+    for li, lab in enumerate(labels):
+        for i in range(per_label):
+            save_png(src / "img" / f"{li}_{i}.png", gray8(100 * li + i, (16, 16)))
+            rows.append({"path": f"img/{li}_{i}.png", "label": lab})
+    with open(src / "labels.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["path", "label"])
+        w.writeheader()
+        w.writerows(rows)
+    return src / "labels.csv"

@@ -200,8 +200,8 @@ def test_cli_evaluate_prints_table_and_writes_json(tmp_path, capsys):
                "--ssim-pairs", "20", "--no-cache", "--out", str(out), "--device", "cpu"])
     text = capsys.readouterr().out
     assert rc == 0 and "Frechet distance" in text and "floor" in text and out.is_file()
-    assert main(["evaluate", "--real", str(real), "--fake", str(tmp_path / "nope")]) == 2
-    assert main(["evaluate", "--fake", str(fake)]) == 2
+    assert main(["evaluate", "--real", str(real), "--fake", str(tmp_path / "nope")]) == 1  # missing input
+    assert main(["evaluate", "--fake", str(fake)]) == 2  # --real not given: a usage error
 
 
 def test_channels_are_folded_to_grayscale(tmp_path):

@@ -20,12 +20,16 @@ def tiny_run(tmp_path):
 
 
 def test_eval_every_logs_fd_and_keeps_best_checkpoint(tiny_run):
-    _, run = tiny_run
+    from xraygan.data.dataset import PreparedDataset
+
+    data, run = tiny_run
     recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     fds = {r["step"]: r for r in recs if "fd_xray" in r}
     assert sorted(fds) == [2, 4]
-    assert fds[2]["fd_xray_floor"] < fds[2]["fd_xray"] and fds[2]["fd_xray_n"] == 30
-    assert fds[4]["fd_xray_best"] == min(fds[2]["fd_xray"], fds[4]["fd_xray"])
+    n_train = len(PreparedDataset.open(data).indices(split="train"))  # selection reads the training split only
+    assert fds[2]["fd_xray_floor"] < fds[2]["fd_xray"] and fds[2]["fd_xray_n"] == n_train // 2
+    best = min((fds[2], fds[4]), key=lambda r: r["select_score"])  # best.pt: lowest selection score
+    assert fds[4]["select_best"] == best["select_score"] and fds[4]["fd_xray_best"] == best["fd_xray"]
     assert (run / "checkpoints" / "best.pt").is_file()
 
 
@@ -55,6 +59,10 @@ def test_evaluate_run_samples_the_generator_and_stores_in_the_run(tiny_run, caps
     stored = list((run / "eval").glob("step_*_xray.json"))
     assert len(stored) == 1
     res = json.loads(stored[0].read_text())
-    assert res["run"]["step"] in (2, 4) and res["n"] == 20 and res["memorisation"]["pixel"]["n_fake"] == 20
+    from xraygan.data.dataset import PreparedDataset
+
+    held_out = len(PreparedDataset.open(data).indices(split=["val", "test"]))  # a run is reported on held-out patients only
+    assert res["report_splits"] == {"NORMAL": "val+test", "PNEUMONIA": "val+test"}
+    assert res["run"]["step"] in (2, 4) and res["n"] == min(20, held_out // 2) and res["memorisation"]["pixel"]["n_fake"] == res["n"]
     # a synthetic sample from 4 training steps is far from real: above the real-vs-real floor
     assert res["overall"]["fd"]["value"] > res["overall"]["fd"]["floor"]

@@ -41,7 +41,7 @@ def test_generate_layout_manifest_and_metadata(runs, tmp_path: Path) -> None:
     rows = _manifest(out)
     assert list(rows[0]) == ["file", "label", "seed", "run", "checkpoint"]
     assert [r["label"] for r in rows] == ["NORMAL", "PNEUMONIA", "NORMAL", "PNEUMONIA", "NORMAL"]  # equal shares
-    assert sorted(p.name for p in out.iterdir()) == ["NORMAL", "PNEUMONIA", "manifest.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [".xraygan", "NORMAL", "PNEUMONIA", "manifest.csv"]  # + the output marker
     img = Image.open(out / rows[0]["file"])
     assert img.mode == "L" and img.size == (16, 16)
     assert img.text["synthetic"] == "true" and img.text["run"] == str(runs["cond"].resolve())
@@ -70,7 +70,7 @@ def test_sampler_api_matches_the_files(runs, tmp_path: Path) -> None:
     out = tmp_path / "syn"
     assert main(["generate", str(runs["cond"]), "--n", "6", "--out", str(out), "--label", "PNEUMONIA"]) == 0
     rows = _manifest(out)
-    assert {r["label"] for r in rows} == {"PNEUMONIA"} and sorted(p.name for p in out.iterdir()) == ["PNEUMONIA", "manifest.csv"]
+    assert {r["label"] for r in rows} == {"PNEUMONIA"} and sorted(p.name for p in out.iterdir()) == [".xraygan", "PNEUMONIA", "manifest.csv"]
     s = load_generator(runs["cond"], "latest", device="cpu")
     x = s.sample(6, labels="PNEUMONIA", seed=0)
     assert x.shape == (6, 1, 16, 16) and x.min() >= -1 and x.max() <= 1
@@ -85,14 +85,18 @@ def test_refuses_non_empty_output_without_force(runs, tmp_path: Path, capsys) ->
     (out / "keep.txt").write_text("x")
     assert main(["generate", str(runs["cond"]), "--n", "2", "--out", str(out)]) == 2
     assert "--force" in capsys.readouterr().err and (out / "keep.txt").is_file()
-    assert main(["generate", str(runs["cond"]), "--n", "2", "--out", str(out), "--force"]) == 0
-    assert not (out / "keep.txt").exists() and len(_manifest(out)) == 2
+    # --force replaces only a folder xraygan wrote (issue 15): never this one
+    assert main(["generate", str(runs["cond"]), "--n", "2", "--out", str(out), "--force"]) != 0
+    assert "not written by xraygan" in capsys.readouterr().err and (out / "keep.txt").is_file()
+    ours = tmp_path / "syn2"
+    assert main(["generate", str(runs["cond"]), "--n", "3", "--out", str(ours)]) == 0
+    assert main(["generate", str(runs["cond"]), "--n", "2", "--out", str(ours), "--force"]) == 0 and len(_manifest(ours)) == 2
 
 
 @pytest.mark.parametrize("run, label", [("cond", "COVID"), ("normal", "PNEUMONIA")])
 def test_unknown_label_is_a_clear_error(runs, tmp_path: Path, capsys, run: str, label: str) -> None:
     out = tmp_path / "syn"
-    assert main(["generate", str(runs[run]), "--n", "2", "--out", str(out), "--label", label]) == 2
+    assert main(["generate", str(runs[run]), "--n", "2", "--out", str(out), "--label", label]) == 1  # 1: the run tells
     err = capsys.readouterr().err
     assert f"unknown label" in err and "NORMAL" in err
     assert not out.exists()
@@ -106,12 +110,13 @@ def test_single_label_and_unconditional_runs(runs, tmp_path: Path) -> None:
 
 
 def test_checkpoint_choices(runs, tmp_path: Path, capsys) -> None:
-    assert main(["generate", str(runs["cond"]), "--n", "1", "--out", str(tmp_path / "a"), "--checkpoint", "best"]) == 2
+    assert main(["generate", str(runs["cond"]), "--n", "1", "--out", str(tmp_path / "a"), "--checkpoint", "best"]) == 1
     assert "--eval-every" in capsys.readouterr().err
     ck = runs["cond"] / "checkpoints" / "latest.pt"
     assert main(["generate", str(runs["cond"]), "--n", "1", "--out", str(tmp_path / "b"), "--checkpoint", str(ck)]) == 0
     assert _manifest(tmp_path / "b")[0]["checkpoint"] == str(ck.resolve())
-    assert main(["generate", str(tmp_path), "--n", "1", "--out", str(tmp_path / "c")]) == 2
+    (tmp_path / "notarun").mkdir()
+    assert main(["generate", str(tmp_path / "notarun"), "--n", "1", "--out", str(tmp_path / "c")]) == 1
     assert "not an xraygan run" in capsys.readouterr().err
 
 

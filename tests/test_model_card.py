@@ -12,7 +12,7 @@ def test_model_card_contents(tmp_path):
     path = write_model_card(run)
     assert path == run / "MODEL_CARD.md"
     text = path.read_text()
-    assert text.startswith("# Model card: xraygan run `run1`")
+    assert text.split("\n---\n", 1)[1].startswith("# Model card: xraygan run `run1`")  # after the YAML front matter
     for section in ("## Model details", "## Training data", "## Metrics", "## Intended use", "## Out of scope", "## Known limits", "## Config"):
         assert section in text, section
     # provenance and licence of the shared data

@@ -73,7 +73,7 @@ def test_csv_source_keeps_extra_columns_and_patient_ids(tmp_path):
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    prepare(root / "labels.csv", tmp_path / "out", size=8, val=0.25, test=0.25, seed=3)
+    prepare(root / "labels.csv", tmp_path / "out", size=8, val=0.25, test=0.25, seed=3, patient_ids="raw")
     out = _manifest(tmp_path / "out")
     assert [r["subtype"] for r in out] == [r["subtype"] for r in rows]
     assert [r["patient_id"] for r in out] == [r["patient_id"] for r in rows]
@@ -99,7 +99,7 @@ def test_dicom_folder_uses_patient_id_and_copies_no_other_identifier(tmp_path):
     for i in range(4):
         dicom_file(src / "NORMAL" / f"n{i}.dcm", (ramp + i) % 4096, patient_id=f"PAT{i // 2}")
         dicom_file(src / "PNEUMONIA" / f"p{i}.dcm", (4095 - ramp - i), photometric="MONOCHROME1", window=(2048, 4096), patient_id=f"PAT{10 + i}")
-    ds = prepare(src, tmp_path / "out", size=8, val=0.25, test=0.25)
+    ds = prepare(src, tmp_path / "out", size=8, val=0.25, test=0.25, patient_ids="raw")
     assert sorted(set(ds.patients)) == sorted({"PAT0", "PAT1", "PAT10", "PAT11", "PAT12", "PAT13"})
     assert ds.info["patient_ids_from"] == "dicom"
     _no_patient_in_two_splits(ds.rows)
@@ -168,7 +168,7 @@ def test_patient_regex_in_prepare(tmp_path):
         save_png(src / "PNEUMONIA" / f"person{p}_virus_{2 * p + 1}.png", gray8(100 + p))
         save_png(src / "NORMAL" / f"IM-{p:04d}-0001.png", gray8(200 + p))
         save_png(src / "NORMAL" / f"IM-{p:04d}-0002.png", gray8(300 + p))
-    ds = prepare(src, tmp_path / "out", size=8, patient_regex=KERMANY_PATIENT_REGEX, val=0.25, test=0.25)
+    ds = prepare(src, tmp_path / "out", size=8, patient_regex=KERMANY_PATIENT_REGEX, val=0.25, test=0.25, patient_ids="raw")
     assert ds.info["n_patients"] == 16 and ds.info["patient_ids_from"] == "regex"
     assert {"person3", "im0003"} <= set(ds.patients)
     _no_patient_in_two_splits(ds.rows)
@@ -236,7 +236,7 @@ def test_csv_of_dicoms_takes_patient_id_from_header(tmp_path):
         dicom_file(root / f"{i}.dcm", ramp + i, patient_id=f"P{i // 2}")
         rows.append(f"{i}.dcm,{'A' if i < 3 else 'B'}")
     (root / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
-    ds = prepare(root / "labels.csv", tmp_path / "out", size=8, val=0, test=0)
+    ds = prepare(root / "labels.csv", tmp_path / "out", size=8, val=0, test=0, patient_ids="raw")
     assert list(ds.patients) == ["P0", "P0", "P1", "P1", "P2", "P2"] and ds.info["patient_ids_from"] == "dicom"
 
 

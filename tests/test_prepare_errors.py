@@ -11,12 +11,13 @@ from tests.prepare_fixtures import class_folder, dicom_file, gray8, save_png
 from xraygan.cli import main
 
 
-def _fails(tmp_path, capsys, argv, *must_contain):
-    """Run `xraygan prepare argv OUT`; assert exit 2, a one-line message naming things, no OUT."""
+def _fails(tmp_path, capsys, argv, *must_contain, code=1):
+    """Run `xraygan prepare argv OUT`; assert exit ``code`` (1: bad input; 2: bad option), a one-line
+    message naming things, no OUT."""
     out = tmp_path / "OUT"
     rc = main(["prepare", *map(str, argv), str(out), "-q"])
     err = capsys.readouterr().err.strip()
-    assert rc == 2, err
+    assert rc == code, err
     assert len(err.splitlines()) == 1, err
     for s in must_contain:
         assert str(s) in err, f"{s!r} not in {err!r}"
@@ -115,7 +116,7 @@ def test_csv_missing_file(tmp_path, capsys):
 @pytest.mark.parametrize("size", ["48", "4", "2048", "0"])
 def test_size_not_power_of_two(tmp_path, capsys, size):
     src = class_folder(tmp_path / "src", n_per_class=2)
-    _fails(tmp_path, capsys, [src, "--size", size], f"--size {size}", "power of two")
+    _fails(tmp_path, capsys, [src, "--size", size], f"--size {size}", "power of two", code=2)
 
 
 def test_upsampling_refused(tmp_path, capsys):
@@ -125,7 +126,7 @@ def test_upsampling_refused(tmp_path, capsys):
 
 def test_bad_fractions(tmp_path, capsys):
     src = class_folder(tmp_path / "src", n_per_class=2)
-    _fails(tmp_path, capsys, [src, "--val", "0.6", "--test", "0.5"], "--val", "--test")
+    _fails(tmp_path, capsys, [src, "--val", "0.6", "--test", "0.5"], "--val", "--test", code=2)
 
 
 def test_patient_regex_not_matching(tmp_path, capsys):
@@ -135,7 +136,7 @@ def test_patient_regex_not_matching(tmp_path, capsys):
 
 def test_patient_regex_invalid(tmp_path, capsys):
     src = class_folder(tmp_path / "src", n_per_class=2)
-    _fails(tmp_path, capsys, [src, "--size", "8", "--patient-regex", "(unclosed"], "--patient-regex", "not a valid")
+    _fails(tmp_path, capsys, [src, "--size", "8", "--patient-regex", "(unclosed"], "--patient-regex", "not a valid", code=2)
 
 
 def test_npz_label_names_too_few(tmp_path, capsys):

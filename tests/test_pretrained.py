@@ -54,7 +54,7 @@ def test_generate_pretrained_layout_determinism_labels(tmp_path: Path) -> None:
     for d, seed in ((a, 1), (b, 1), (c, 2)):
         assert main(["generate", "--pretrained", SHIPPED, "--n", "6", "--out", str(d), "--seed", str(seed), "--device", "cpu"]) == 0
     rows = _manifest(a)
-    assert sorted(p.name for p in a.iterdir()) == ["NORMAL", "PNEUMONIA", "manifest.csv"]
+    assert sorted(p.name for p in a.iterdir()) == [".xraygan", "NORMAL", "PNEUMONIA", "manifest.csv"]  # + the output marker
     assert [r["label"] for r in rows] == ["NORMAL", "PNEUMONIA"] * 3
     assert {r["run"] for r in rows} == {f"pretrained:{SHIPPED}"}
     assert all(r["file"].startswith(r["label"] + "/") for r in rows)
@@ -69,7 +69,7 @@ def test_generate_needs_exactly_one_source(tmp_path: Path, tiny_run: Path, capsy
     assert "--pretrained NAME" in capsys.readouterr().err
     assert main(["generate", str(tiny_run), "--pretrained", SHIPPED, "--n", "2", "--out", str(tmp_path / "x")]) == 2
     assert "not both" in capsys.readouterr().err
-    assert main(["generate", "--pretrained", "no-such-model", "--n", "2", "--out", str(tmp_path / "x")]) == 2
+    assert main(["generate", "--pretrained", "no-such-model", "--n", "2", "--out", str(tmp_path / "x")]) == 1
     assert SHIPPED in capsys.readouterr().err
     assert main(["generate", "--pretrained", SHIPPED, "--checkpoint", "best", "--n", "2", "--out", str(tmp_path / "x")]) == 2
     assert "drop --checkpoint" in capsys.readouterr().err

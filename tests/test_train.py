@@ -68,7 +68,7 @@ def test_resume_equals_uninterrupted_bitwise(tiny_prepared: Path, tmp_path: Path
 def test_existing_run_is_refused_without_force(tiny_prepared: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     assert _train(tiny_prepared, run, "--steps", "1") == 0
-    assert _train(tiny_prepared, run, "--steps", "1") == 2
+    assert _train(tiny_prepared, run, "--steps", "1") == 2  # exit 2: an --out that needs --force is a usage error
     assert "--force" in capsys.readouterr().err
     assert _train(tiny_prepared, run, "--steps", "2", "--force") == 0 and _ckpt(run)["step"] == 2
     other = tmp_path / "notarun"
@@ -86,22 +86,22 @@ def test_label_trains_one_class_unconditionally(tiny_prepared: Path, tmp_path: P
     assert ck["config"]["diffaug"] == "none" and ck["config"]["loss"] == "hinge"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--size", "32"], "above the prepared size"),
-    (["--label", "COVID"], "unknown label"),
-    (["--conditional", "--model", "dcgan-tutorial"], "unconditional"),
-    (["--model", "nope"], "unknown model"),
-    (["--model-option", "foo=1"], "not known to --model dcgan"),
-    (["--smooth", "0"], "--smooth"),
-    (["--diffaug", "flip"], "unknown op"),
+@pytest.mark.parametrize("args, message, status", [
+    (["--size", "32"], "above the prepared size", 1),  # 1: needs the data to tell
+    (["--label", "COVID"], "unknown label", 1),
+    (["--conditional", "--model", "dcgan-tutorial"], "unconditional", 2),  # 2: an invalid command line
+    (["--model", "nope"], "unknown model", 2),
+    (["--model-option", "foo=1"], "not known to --model dcgan", 2),
+    (["--smooth", "0"], "--smooth", 2),
+    (["--diffaug", "flip"], "unknown op", 2),
 ])
-def test_option_errors_are_clear(tiny_prepared: Path, tmp_path: Path, capsys, args: list[str], message: str) -> None:
-    assert _train(tiny_prepared, tmp_path / "run", "--steps", "1", *args) == 2
+def test_option_errors_are_clear(tiny_prepared: Path, tmp_path: Path, capsys, args: list[str], message: str, status: int) -> None:
+    assert _train(tiny_prepared, tmp_path / "run", "--steps", "1", *args) == status
     assert message in capsys.readouterr().err
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path, capsys) -> None:
-    assert main(["train", "--resume", str(tmp_path), "-q"]) == 2
+    assert main(["train", "--resume", str(tmp_path), "-q"]) == 1
     assert "not an xraygan run" in capsys.readouterr().err
 
 
@@ -112,8 +112,8 @@ def test_max_time_stops_and_checkpoints(tiny_prepared: Path, tmp_path: Path) -> 
     assert 1 <= step < 100000
 
 
-def test_a_non_finite_loss_stops_with_a_checkpoint_and_a_clear_error(tiny_prepared: Path, tmp_path: Path, monkeypatch,
-                                                                     capsys) -> None:
+def test_a_non_finite_loss_rolls_back_then_stops_with_a_finite_checkpoint_and_a_clear_error(tiny_prepared: Path, tmp_path: Path,
+                                                                                         monkeypatch, capsys) -> None:
     from xraygan.training.families import DCGANFamily
 
     real_step = DCGANFamily.train_step
@@ -124,9 +124,10 @@ def test_a_non_finite_loss_stops_with_a_checkpoint_and_a_clear_error(tiny_prepar
 
     monkeypatch.setattr(DCGANFamily, "train_step", step_that_diverges_at_3)
     run = tmp_path / "run"
-    assert _train(tiny_prepared, run, "--steps", "10", "--ckpt-every", "100") == 2
-    assert "training diverged at step 3" in capsys.readouterr().err
-    assert _ckpt(run)["step"] == 3
+    assert _train(tiny_prepared, run, "--steps", "10", "--ckpt-every", "100", "--max-rollbacks", "1") == 1
+    err = capsys.readouterr().err
+    assert "rolled back to step 0" in err and "training diverged at step 3" in err  # see tests/test_divergence.py
+    assert _ckpt(run)["step"] == 0  # the last finite state, never the diverged one
 
 
 def test_sigterm_finishes_the_step_and_checkpoints(tiny_prepared: Path, tmp_path: Path) -> None:
@@ -201,7 +202,7 @@ def test_tensorboard_switch(tiny_prepared: Path, tmp_path: Path, capsys) -> None
     try:
         import tensorboard  # noqa: F401
     except ImportError:
-        assert _train(tiny_prepared, tmp_path / "run", "--steps", "1", "--tensorboard") == 2
+        assert _train(tiny_prepared, tmp_path / "run", "--steps", "1", "--tensorboard") == 1
         assert "tensorboard" in capsys.readouterr().err
         return
     assert _train(tiny_prepared, tmp_path / "run", "--steps", "2", "--tensorboard", "--log-every", "1") == 0

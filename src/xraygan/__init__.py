@@ -17,6 +17,7 @@ _API = {
     "open_image_set": "xraygan.data.sources:open_image_set",
     "sample_path": "xraygan.data.sample:sample_path",
     "PreparedDataset": "xraygan.data.dataset:PreparedDataset",
+    "XrayDataset": "xraygan.data.torch_dataset:XrayDataset",
     "XrayganError": "xraygan.errors:XrayganError",
     "TrainConfig": "xraygan.training.config:TrainConfig",
     "train": "xraygan.training.loop:train",

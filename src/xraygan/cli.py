@@ -6,7 +6,13 @@ inside ``run`` only, so ``xraygan --help`` stays fast.
 
 Every subcommand also accepts ``--config FILE.yaml`` (keys are option names; the command line
 overrides them) and ``--print-config`` (print the resolved options as YAML and exit). Commands
-that train accept ``--preset NAME`` (see ``xraygan presets``).
+that train accept ``--preset NAME`` (see ``xraygan presets``). Values from a config file or preset
+go through the same checks (argparse ``type=`` and ``choices``) as typed ones.
+
+Exit statuses: 0 success; 2 an invalid command line or config (argparse errors and
+:class:`~xraygan.errors.UsageError`, found before any input is read); 1 any other error (every
+other :class:`~xraygan.errors.XrayganError`; an unexpected exception prints one line
+``xraygan CMD: internal error: ...``, or its traceback with ``-v``); 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ from typing import Any, Sequence
 import yaml
 
 from xraygan import __version__
-from xraygan.errors import XrayganError
+from xraygan.errors import UsageError, XrayganError
 
 # name -> module; the order is the order of `xraygan --help`.
 COMMANDS: dict[str, str] = {
@@ -33,22 +39,40 @@ COMMANDS: dict[str, str] = {
     "presets": "xraygan.commands.presets",
     "pretrained": "xraygan.commands.pretrained",
     "report": "xraygan.commands.report",
+    "export": "xraygan.commands.export",
 }
 
 _COMMON = {"config", "print_config", "preset", "command", "_run", "verbose", "quiet"}
+
+EXIT_CODES = """exit status:
+  0    success
+  1    an error in the input or while running (missing or unreadable files, a training run that
+       diverged, ...; the message says what and how to fix it), or an internal error (rerun with -v
+       for its traceback)
+  2    an invalid command line or config file (unknown option, a value out of range), found before
+       any input is read
+  130  interrupted (Ctrl-C)"""
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     pass
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block) and exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, with one sub-parser per registered command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="xraygan",
         description="Train GANs on X-ray images, generate synthetic X-rays, evaluate them, and test "
         "whether they help a classifier. Run `xraygan COMMAND --help` for each command.",
         formatter_class=_Formatter,
+        epilog=EXIT_CODES,
     )
     parser.add_argument("--version", action="version", version=f"xraygan {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -71,23 +95,55 @@ def _load_yaml_options(path: Path, sp: argparse.ArgumentParser, what: str) -> di
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
-        raise XrayganError(f"{what} {path} does not exist") from None
+        raise UsageError(f"{what} {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{what} {path} cannot be read: {e}") from None
     except yaml.YAMLError as e:
-        raise XrayganError(f"{what} {path} is not valid YAML: {e}") from None
+        raise UsageError(f"{what} {path} is not valid YAML: {' '.join(str(e).split())}") from None
+    except ValueError as e:  # PyYAML's scanner lets some escapes through (e.g. "\U00110000")
+        raise UsageError(f"{what} {path} is not valid YAML: {' '.join(str(e).split())}") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise UsageError(f"{what} {path} is not a usable config: its values are nested too deeply") from None
     if not isinstance(data, dict):
-        raise XrayganError(f"{what} {path} must be a mapping of option names to values")
+        raise UsageError(f"{what} {path} must be a mapping of option names to values")
     actions = {a.dest: a for a in sp._actions}
     out = {}
     for key, value in data.items():
         dest = str(key).replace("-", "_")
         if dest not in actions or dest in _COMMON:
-            raise XrayganError(f"{what} {path}: unknown option '{key}' for `xraygan {sp.prog.split()[-1]}`")
-        if isinstance(actions[dest], argparse._AppendAction):
-            # a repeatable KEY=VALUE option may be written as a mapping; the command line appends to it
-            items = [f"{k}={v}" for k, v in value.items()] if isinstance(value, dict) else list(value or [])
-            value = [actions[dest].type(str(v)) if actions[dest].type else v for v in items]
-        out[dest] = value
+            raise UsageError(f"{what} {path}: unknown option '{key}' for `xraygan {sp.prog.split()[-1]}`")
+        try:
+            out[dest] = _convert(actions[dest], value)
+        except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
+            raise UsageError(f"{what} {path}: option '{key}': {str(e).encode('unicode_escape').decode('ascii')}") from None
     return out
+
+
+def _convert(action: argparse.Action, value: Any) -> Any:
+    """A config-file value checked and converted as argparse would check the same value typed."""
+    if isinstance(action, argparse._AppendAction):
+        # a repeatable KEY=VALUE option may be written as a mapping; the command line appends to it
+        items = [f"{k}={v}" for k, v in value.items()] if isinstance(value, dict) else list(value or [])
+        return [action.type(str(v)) if action.type else v for v in items]
+    if value is None or isinstance(value, (list, dict)) or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        return value  # list-valued options (experiment --ratios, --arms) take YAML lists as they are
+    typ = action.type
+    if typ is not None:
+        checker = getattr(typ, "checker", None)
+        if checker is not None:
+            try:
+                value = checker(value)
+            except ValueError as e:
+                raise ValueError(f"{value}: {e}") from None
+        elif typ in (int, float):
+            if isinstance(value, bool) or (typ is int and isinstance(value, float) and not value.is_integer()):
+                raise ValueError(f"{value!r}: must be {'an integer' if typ is int else 'a number'}")
+            value = typ(value) if isinstance(value, (int, float)) else typ(str(value))
+        elif isinstance(value, str) or typ is Path:
+            value = typ(str(value))
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(f"{value!r}: choose from {', '.join(map(str, action.choices))}")
+    return value
 
 
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
@@ -152,9 +208,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xraygan`` console script; returns the exit status."""
     try:
         args = parse_args(argv)
-    except XrayganError as e:
+    except XrayganError as e:  # a config file or preset that cannot be used
         print(f"xraygan: error: {e}", file=sys.stderr)
-        return 2
+        return 2 if isinstance(e, UsageError) else 1
+    except SystemExit as e:  # argparse: --help and --version exit 0 (raised on), errors return their status 2
+        if e.code in (0, None):
+            raise
+        return int(e.code) if isinstance(e.code, int) else 2
     if not args.command:
         build_parser().print_help()
         return 0
@@ -165,12 +225,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args._run(args) or 0)
-    except XrayganError as e:
+    except UsageError as e:
         print(f"xraygan {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except XrayganError as e:
+        print(f"xraygan {args.command}: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"xraygan {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug: one line, or the traceback with -v
+        if args.verbose:
+            raise
+        text = " ".join(str(e).split())
+        print(f"xraygan {args.command}: internal error: {type(e).__name__}: {text} (rerun with -v for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

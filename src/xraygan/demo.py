@@ -10,7 +10,6 @@ handful of steps at 16 px for tests.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from xraygan.errors import XrayganError
+from xraygan.utils.fs import locked_output
 from xraygan.utils.runtime import make_module_callable
 
 log = logging.getLogger(__name__)
@@ -93,20 +93,28 @@ def _prepare(out: Path, size: int, force: bool) -> Path:
     return out
 
 
+def _demo_inputs(_args: dict) -> list[Path]:
+    from xraygan.data.sample import sample_path
+
+    return [sample_path()]
+
+
+@locked_output("out", "demo folder", walk=True, inputs=_demo_inputs)  # one writer per demo folder (lock beside it)
 def demo(out: str | Path = "xraygan-demo", quick: bool = False, steps: int | None = None, device: str = "auto",
          force: bool = False, max_time: float | None = None, threads: int = 0) -> DemoSummary:
     """Run the demo into ``out`` (refused if it exists and is not empty, unless ``force``)."""
     from xraygan.generate import generate
     from xraygan.training.config import TrainConfig
     from xraygan.training.loop import train
-    from xraygan.utils.fs import check_output_dir
+    from xraygan.data.sample import sample_path
+    from xraygan.utils.fs import check_output_dir, is_nonempty_dir, remove_output, write_marker
 
-    out = check_output_dir(out, force, "demo folder")
-    if out.exists() and force:
-        if any(out.iterdir()) and not (out / "prepared").exists() and not (out / "run").exists():
-            raise XrayganError(f"{out} is not an xraygan demo folder; refusing to replace it even with --force")
-        shutil.rmtree(out)
+    # --force replaces only an xraygan demo folder (see xraygan.utils.fs.check_output_dir)
+    out = check_output_dir(out, force, "demo folder", kind="demo", inputs=[sample_path()])
+    if is_nonempty_dir(out):
+        remove_output(out)
     out.mkdir(parents=True, exist_ok=True)
+    write_marker(out, "demo")
     size = QUICK_SIZE if quick else DEMO_SIZE
     steps = steps or (QUICK_STEPS if quick else DEMO_STEPS)
     seconds: dict[str, float] = {}
@@ -125,8 +133,12 @@ def demo(out: str | Path = "xraygan-demo", quick: bool = False, steps: int | Non
     grids = {}
     from xraygan.data.dataset import PreparedDataset
 
-    for name in PreparedDataset.open(prepared).classes:
-        grids[name] = real_vs_synthetic_grid(run, out / f"real_vs_synthetic_{name}.png", label=name, n=16, device=device)
+    from xraygan.utils.paths import path_under, unique_components
+
+    classes = PreparedDataset.open(prepared).classes
+    for name, safe in unique_components(classes).items():
+        grid = path_under(out, f"real_vs_synthetic_{safe}.png", what="demo")
+        grids[name] = real_vs_synthetic_grid(run, grid, label=name, n=16, device=device)
     seconds["generate"] = time.monotonic() - t
     from xraygan.training.checkpoint import load_checkpoint
 

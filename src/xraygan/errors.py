@@ -1,5 +1,19 @@
-"""Errors a user can cause. The CLI prints them as one line and exits with status 2."""
+"""Errors a user can cause. The CLI prints them as one line (no traceback).
+
+Exit statuses of ``xraygan`` (see ``xraygan --help``): 0 success; 2 an invalid command line or
+config (:class:`UsageError` and argparse's own errors), detected before any input is read; 1 every
+other problem (:class:`XrayganError`: missing or unreadable input, a diverged training run, ...,
+and unexpected internal errors); 130 interrupted by Ctrl-C.
+"""
 
 
 class XrayganError(Exception):
-    """A problem with the user's input or options; the message says what and how to fix it."""
+    """A problem with the user's input or options; the message says what and how to fix it (exit 1)."""
+
+
+class UsageError(XrayganError):
+    """An invalid command line or config value, found before any input is read (exit 2)."""
+
+
+class TrainingDiverged(XrayganError):
+    """Training diverged and rolling back with lower learning rates did not help (exit 1)."""

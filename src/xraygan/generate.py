@@ -4,6 +4,8 @@ Two ways in:
 
 - :func:`generate` writes PNGs to ``DIR/<label>/synthetic_000000.png`` (so ``DIR`` is a valid
   ``prepare``/``evaluate`` input) and ``DIR/manifest.csv`` (file, label, seed, run, checkpoint).
+  The folder name is the label made safe (:func:`xraygan.utils.paths.safe_component`: a label such
+  as ``../x`` or ``a/b`` never leaves ``DIR``); the manifest keeps the label's own text.
 - :func:`load_generator` returns a :class:`Sampler` for code that wants tensors::
 
       s = load_generator("runs/cxr", checkpoint="latest")
@@ -26,7 +28,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from xraygan.errors import XrayganError
+from xraygan.errors import UsageError, XrayganError
+from xraygan.utils import pixels
+from xraygan.utils.fs import locked_output
 from xraygan.utils.runtime import make_module_callable
 
 UNCONDITIONAL_FOLDER = "all"
@@ -39,7 +43,7 @@ def image_seed(seed: int, index: int) -> int:
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """(n, 1, H, W) in [-1, 1] -> (n, H, W) uint8 (the inverse of the dataset's scaling, rounded)."""
-    return ((x.float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8).squeeze(1).cpu().numpy()
+    return pixels.to_uint8(x.float()).squeeze(1).cpu().numpy()
 
 
 def save_grid(images: torch.Tensor, path: str | Path, ncol: int = 8, pad: int = 2) -> np.ndarray:
@@ -140,11 +144,18 @@ def load_generator(run: str | Path, checkpoint: str | Path = "latest", device: s
     path = rd.resolve_checkpoint(checkpoint)
     dev = resolve_device(device)
     ck = load_checkpoint(path, map_location=dev)
-    cfg = TrainConfig.from_dict(ck["config"])
-    family = get_family(ck["model"])(cfg, int(ck["n_classes"]), dev)
-    family.load_extra_state(ck.get("family_state") or {})
-    state = ck["ema"] if ema and ck.get("ema") is not None else ck["modules"]["G"]
-    family.G.load_state_dict(state)
+    try:
+        cfg = TrainConfig.from_dict(ck["config"])
+        family = get_family(ck["model"])(cfg, int(ck["n_classes"]), dev)
+        family.load_extra_state(ck.get("family_state") or {})
+        state = ck["ema"] if ema and ck.get("ema") is not None else ck["modules"]["G"]
+        family.G.load_state_dict(state)
+    except XrayganError:
+        raise
+    except Exception as e:  # a damaged checkpoint: its config or weights do not fit its model
+        detail = " ".join(str(e).split())[:300]
+        raise XrayganError(f"checkpoint {path} is damaged: its config and weights do not fit its model "
+                           f"({type(e).__name__}: {detail}); use another checkpoint") from None
     family.G.eval().requires_grad_(False)
     family.D = None  # not needed for sampling
     return Sampler(family, family.G, list(ck["classes"]), int(ck["n_classes"]), rd.root, str(path), int(ck["step"]))
@@ -166,11 +177,11 @@ def _open_sampler(run: str | Path | None, pretrained: str | None, checkpoint: st
                   device: str) -> tuple[Sampler, str, str]:
     """(sampler, run column, checkpoint column) for a run folder or a shipped pretrained model."""
     if (run is None) == (pretrained is None):
-        raise XrayganError("generate: give either a RUN folder or --pretrained NAME (see `xraygan pretrained`), "
+        raise UsageError("generate: give either a RUN folder or --pretrained NAME (see `xraygan pretrained`), "
                            + ("not both" if run is not None else "none was given"))
     if pretrained is not None:
         if str(checkpoint) != "latest":
-            raise XrayganError(f"generate: --checkpoint {checkpoint} applies to a RUN folder; a --pretrained model "
+            raise UsageError(f"generate: --checkpoint {checkpoint} applies to a RUN folder; a --pretrained model "
                                "has a single checkpoint, so drop --checkpoint")
         from xraygan.pretrained import load_pretrained
 
@@ -180,6 +191,7 @@ def _open_sampler(run: str | Path | None, pretrained: str | None, checkpoint: st
     return sampler, str(Path(run).resolve()), str(Path(sampler.checkpoint).resolve())
 
 
+@locked_output("out", inputs=lambda a: [a["run"]])  # one writer per output folder (lock beside it: see xraygan.utils.fs)
 def generate(run: str | Path | None, n: int, out: str | Path, label: str | int | None = None, seed: int = 0,
              checkpoint: str | Path = "latest", truncation: float | None = None, force: bool = False,
              device: str = "auto", batch: int = 64, fmt: str = "png", pretrained: str | None = None) -> Path:
@@ -194,36 +206,41 @@ def generate(run: str | Path | None, n: int, out: str | Path, label: str | int |
     from xraygan.utils.fs import check_output_dir, staged_output_dir
 
     if n < 1:
-        raise XrayganError(f"--n {n}: must be at least 1")
+        raise UsageError(f"--n {n}: must be at least 1")
     if fmt not in ("png", "dicom"):
-        raise XrayganError(f"--format {fmt}: choose png or dicom")
-    check_output_dir(out, force)
+        raise UsageError(f"--format {fmt}: choose png or dicom")
+    inputs = [run] if run is not None else []
+    check_output_dir(out, force, kind="generated", inputs=inputs)
     sampler, run_s, ckpt_s = _open_sampler(run, pretrained, checkpoint, device)
     labels = sampler.labels_for(n, label)
     names = sampler.label_names
+    from xraygan.utils.paths import path_under, unique_components
+
+    folders = unique_components(names)  # label -> safe, distinct folder name
     rows = []
     dicom = None
     if fmt == "dicom":  # created before any image: fails early when pydicom is missing
         from xraygan.export.dicom import SyntheticDicomWriter
 
         dicom = SyntheticDicomWriter(run_name=Path(run_s).name, checkpoint=Path(ckpt_s).name)
-    with staged_output_dir(out, force) as stage:
+    with staged_output_dir(out, force, kind="generated", inputs=inputs) as stage:
         for lo in range(0, n, batch):
             idx = list(range(lo, min(n, lo + batch)))
             seeds = [image_seed(seed, i) for i in idx]
             imgs = to_uint8(sampler.sample_seeds(seeds, [labels[i] for i in idx], truncation, batch))
             for i, s, im in zip(idx, seeds, imgs):
                 name = names[labels[i]]
-                rel = f"{name}/synthetic_{i:06d}.{'dcm' if dicom else 'png'}"
-                (stage / name).mkdir(exist_ok=True)
+                rel = f"{folders[name]}/synthetic_{i:06d}.{'dcm' if dicom else 'png'}"
+                target = path_under(stage, folders[name], rel.rsplit("/", 1)[1], what="generate")
+                target.parent.mkdir(exist_ok=True)
                 meta = {"synthetic": "true", "run": run_s, "checkpoint": ckpt_s, "label": name, "seed": str(s),
                         "step": str(sampler.step), "software": f"xraygan {__version__}"}
                 if dicom is not None:
-                    dicom.write(im, stage / rel, label=name, seed=s)
+                    dicom.write(im, target, label=name, seed=s)
                 else:
-                    (stage / rel).write_bytes(_png_bytes(im, meta))
+                    target.write_bytes(_png_bytes(im, meta))
                 rows.append({"file": rel, "label": name, "seed": s, "run": run_s, "checkpoint": ckpt_s})
-        with open(stage / "manifest.csv", "w", newline="") as fh:
+        with open(stage / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
             w = csv.DictWriter(fh, fieldnames=["file", "label", "seed", "run", "checkpoint"])
             w.writeheader()
             w.writerows(rows)

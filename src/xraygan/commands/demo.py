@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from xraygan.options import arg, nonneg_int, positive_float, positive_int
+
 HELP = "the whole pipeline in a few minutes on the shipped sample (start here)"
 
 
@@ -17,10 +19,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of `xraygan demo`."""
     p.add_argument("--out", default="xraygan-demo", help="folder for everything the demo writes")
     p.add_argument("--quick", action="store_true", help="a handful of steps at 16 px (for tests; images will be noise)")
-    p.add_argument("--steps", type=int, help="training steps (default: ~3 minutes on 2 CPU cores)")
+    p.add_argument("--steps", type=arg(positive_int), help="training steps (default: ~3 minutes on 2 CPU cores)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for PyTorch (0 = its default); 1 is fastest on a busy shared machine")
-    p.add_argument("--max-time", type=float, help="cap on training seconds (default 200; none with --quick)")
+    p.add_argument("--threads", type=arg(nonneg_int), default=0, help="CPU threads for PyTorch (0 = its default); 1 is fastest on a busy shared machine")
+    p.add_argument("--max-time", type=arg(positive_float), help="cap on training seconds (default 200; none with --quick)")
     p.add_argument("--force", action="store_true", help="replace an existing --out folder")
 
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from xraygan.options import arg, positive_int, seed
+
 HELP = "measure synthetic X-rays against real ones (FD, KID, PRDC, SSIM, memorisation) beside the real-vs-real floor"
 
 ROWS = (("fd", "Frechet distance", "lower"), ("kid", "KID", "lower"), ("precision", "precision (k=3)", "higher"),
@@ -37,14 +39,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train", type=Path, default=None, help="the GAN's training images, for memorisation (default: --real's train split when it is a prepared dataset)")
     p.add_argument("--checkpoint", default="best", help="with RUN: checkpoint to sample (best, latest or a path); falls back to latest when there is no best.pt")
     p.add_argument("--features", default="xray", choices=("xray", "random", "inception", "radiomics"), help="feature extractor for FD, KID, PRDC and feature-space memorisation")
-    p.add_argument("--n", type=int, default=2000, help="images per side (real half A, real half B, synthetic); fewer if fewer exist")
-    p.add_argument("--size", type=int, default=None, help="evaluation resolution in pixels (default: the real images' size); both sides are resized with the same resizer")
+    p.add_argument("--n", type=arg(positive_int), default=2000, help="images per side (real half A, real half B, synthetic); fewer if fewer exist")
+    p.add_argument("--size", type=arg(positive_int), default=None, help="evaluation resolution in pixels (default: the real images' size); both sides are resized with the same resizer")
     p.add_argument("--out", type=Path, default=None, help="JSON file to write (and OUT.pairs.png); default: RUN/eval/step_<step>_<features>.json, or FAKE.eval-<features>.json beside --fake")
     g = p.add_argument_group("metric options")
-    g.add_argument("--seed", type=int, default=0, help="seed of the real halves, the synthetic sample, KID subsets and SSIM pairs")
-    g.add_argument("--ssim-pairs", type=int, default=2000, help="random pairs for the mean SSIM diversity score")
-    g.add_argument("--kid-subsets", type=int, default=100, help="random subsets over which KID is averaged")
-    g.add_argument("--kid-subset-size", type=int, default=1000, help="images per KID subset (capped at n)")
+    g.add_argument("--seed", type=arg(seed), default=0, help="seed of the real halves, the synthetic sample, KID subsets and SSIM pairs")
+    g.add_argument("--ssim-pairs", type=arg(positive_int), default=2000, help="random pairs for the mean SSIM diversity score")
+    g.add_argument("--kid-subsets", type=arg(positive_int), default=100, help="random subsets over which KID is averaged")
+    g.add_argument("--kid-subset-size", type=arg(positive_int), default=1000, help="images per KID subset (capped at n)")
     g.add_argument("--no-per-class", action="store_true", help="overall scores only")
     g = p.add_argument_group("extractor options")
     g.add_argument("--inception-weights", type=Path, default=None, help="local pt_inception-2015-12-05-6726825d.pth for --features inception")
@@ -59,11 +61,14 @@ def format_result(res: dict) -> str:
     lines = [f"n = {res['n']} per side, {res['resolution']} px, features {res['features']['name']} ({res['features']['fingerprint']})"]
     groups = [("overall", res["overall"])] + list(res.get("per_class", {}).items())
     for name, block in groups:
-        lines.append(f"\n[{name}]" + (f" n = {block['n']}" if "n" in block else ""))
-        lines.append(f"  {'metric':24s} {'synthetic':>12s} {'floor':>12s}  better")
+        split = (res.get("report_splits") or {}).get(name)
+        lines.append(f"\n[{name}]" + (f" n = {block['n']}" if "n" in block else "") + (f" ({block['n_patients']} patients, {split})" if "n_patients" in block else ""))
+        ci = block.get("ci95") or {}
+        lines.append(f"  {'metric':24s} {'synthetic':>12s} {'floor':>12s}  better" + ("   patient-bootstrap 95% CI" if ci else ""))
         for key, label, better in ROWS:
             v = block.get(key) or {}
-            lines.append(f"  {label:24s} {_fmt(v.get('value')):>12s} {_fmt(v.get('floor')):>12s}  {better}")
+            lo_hi = f"   [{_fmt(ci[key][0])}, {_fmt(ci[key][1])}]" if key in ci else ""
+            lines.append(f"  {label:24s} {_fmt(v.get('value')):>12s} {_fmt(v.get('floor')):>12s}  {better}{lo_hi}")
     cc = res.get("class_consistency")
     if cc:
         lines.append("\n[class consistency: share read as its class by the encoder head]")
@@ -86,11 +91,11 @@ def _fmt(v) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Call :func:`xraygan.metrics.evaluate.evaluate` with the parsed options and print the table."""
-    from xraygan.errors import XrayganError
+    from xraygan.errors import UsageError
     from xraygan.metrics.evaluate import evaluate
 
     if args.real is None:
-        raise XrayganError("--real is required: the real images to compare with (a prepared dataset or class folders)")
+        raise UsageError("--real is required: the real images to compare with (a prepared dataset or class folders)")
     checkpoint, out = args.checkpoint, args.out
     if out is None and args.run is None and args.fake is not None:
         out = args.fake.parent / f"{args.fake.name}.eval-{args.features}.json"  # beside the synthetic folder

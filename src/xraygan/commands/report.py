@@ -22,12 +22,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from xraygan.errors import XrayganError
+    from xraygan.errors import UsageError, XrayganError
     from xraygan.report.html import write_report
 
     if args.path is None:
-        raise XrayganError("give the folder to report on: xraygan report RUN_OR_EXPERIMENT_DIR [--out FILE.html]")
+        raise UsageError("give the folder to report on: xraygan report RUN_OR_EXPERIMENT_DIR [--out FILE.html]")
     out = args.out if args.out is not None else Path(args.path) / "report.html"
+    if out.is_file() and out.suffix.lower() not in (".html", ".htm"):  # --force replaces only an HTML page
+        raise XrayganError(f"--out {out} is an existing file that is not an HTML report; refusing to replace it even with --force")
+    if Path(out).resolve() == Path(args.path).resolve():
+        raise XrayganError(f"--out {out} is the folder being reported on; give a file name such as report.html")
     if out.exists() and not args.force:
         raise XrayganError(f"--out {out} already exists; choose another file or pass --force to replace it")
     if out.exists() and out.is_dir():

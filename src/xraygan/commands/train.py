@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 
+from xraygan.options import arg, beta, nonneg_float, nonneg_int, positive_float, positive_int, real, seed
+
 HELP = "train a GAN (DCGAN, ...) on a prepared dataset"
 PRESETS = True
 
@@ -33,63 +35,69 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="run folder to create (refused if it exists, unless --force)")
     p.add_argument("--resume", metavar="RUN", help="continue RUN from checkpoints/latest.pt (its saved options apply; --steps/--max-time/--device may change)")
     p.add_argument("--model", default="dcgan", help="GAN family: dcgan, dcgan-tutorial (the PyTorch tutorial's networks), and any registered in xraygan.training.families")
-    p.add_argument("--size", type=int, help="training size in pixels (power of two, at most the prepared size); default: the prepared size")
+    p.add_argument("--size", type=arg(positive_int), help="training size in pixels (power of two, at most the prepared size); default: the prepared size")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--conditional", action="store_true", help="one model for all classes (label embedding in G, projection D)")
     g.add_argument("--label", help="train on this one class only (an unconditional model per class)")
     p.add_argument("--split", default="train", help="split(s) to train on, comma-separated (train, val, test)")
     p.add_argument("--loss", choices=["bce", "hinge"], default="bce", help="non-saturating BCE (with --smooth) or hinge loss")
-    p.add_argument("--smooth", type=float, default=0.9, help="one-sided label smoothing: target for real images in the BCE loss (1 = off)")
-    p.add_argument("--lr-g", type=float, default=2e-4, help="generator learning rate (Adam)")
-    p.add_argument("--lr-d", type=float, default=2e-4, help="discriminator learning rate (Adam)")
-    p.add_argument("--beta1", type=float, default=0.5, help="Adam beta1")
-    p.add_argument("--beta2", type=float, default=0.999, help="Adam beta2")
-    p.add_argument("--batch", type=int, default=64, help="batch size")
-    p.add_argument("--latent-dim", type=int, default=128, help="latent size (dcgan-tutorial always uses 100)")
-    p.add_argument("--width", type=int, default=64, help="base number of feature maps (channels at the highest resolution)")
-    p.add_argument("--ema", type=float, default=0.999, help="decay of the EMA generator used for samples and generation (0 = off)")
+    p.add_argument("--smooth", type=arg(real(0.0, 1.0, lo_open=True)), default=0.9, help="one-sided label smoothing: target for real images in the BCE loss (1 = off)")
+    p.add_argument("--lr-g", type=arg(positive_float), default=2e-4, help="generator learning rate (Adam)")
+    p.add_argument("--lr-d", type=arg(positive_float), default=2e-4, help="discriminator learning rate (Adam)")
+    p.add_argument("--beta1", type=arg(beta), default=0.5, help="Adam beta1, in [0, 1)")
+    p.add_argument("--beta2", type=arg(beta), default=0.999, help="Adam beta2, in [0, 1)")
+    p.add_argument("--batch", type=arg(positive_int), default=64, help="batch size")
+    p.add_argument("--latent-dim", type=arg(positive_int), default=128, help="latent size (dcgan-tutorial always uses 100)")
+    p.add_argument("--width", type=arg(positive_int), default=64, help="base number of feature maps (channels at the highest resolution)")
+    p.add_argument("--ema", type=arg(beta), default=0.999, help="decay of the EMA generator used for samples and generation (0 = off)")
     p.add_argument("--diffaug", default="auto", help="DiffAugment ops, comma-separated from translation,cutout,color (brightness+contrast); 'none' disables; auto = translation,cutout below 1000 training images (color measurably cut the variety of generated images in short runs)")
-    p.add_argument("--steps", type=int, help="total number of training steps the run should reach (default 20000; with --resume: the run's saved value)")
-    p.add_argument("--max-time", type=float, help="stop this invocation after this many seconds (a checkpoint is written)")
-    p.add_argument("--sample-every", type=int, default=500, help="write a sample grid every N steps")
-    p.add_argument("--ckpt-every", type=int, default=1000, help="write checkpoints every N steps")
-    p.add_argument("--ckpt-minutes", type=float, default=10.0, help="also refresh checkpoints/latest.pt every this many minutes (0 = off)")
-    p.add_argument("--keep-ckpts", type=int, default=5, help="step-numbered checkpoints to keep (0 = all)")
-    p.add_argument("--log-every", type=int, default=10, help="append to metrics.jsonl every N steps")
-    p.add_argument("--eval-every", type=int, default=0, help="evaluate the generator every N steps and keep checkpoints/best.pt (0 = off)")
+    p.add_argument("--steps", type=arg(positive_int), help="total number of training steps the run should reach (default 20000; with --resume: the run's saved value)")
+    p.add_argument("--max-time", type=arg(positive_float), help="stop this invocation after this many seconds (a checkpoint is written)")
+    p.add_argument("--sample-every", type=arg(positive_int), default=500, help="write a sample grid every N steps")
+    p.add_argument("--ckpt-every", type=arg(positive_int), default=1000, help="write checkpoints every N steps")
+    p.add_argument("--ckpt-minutes", type=arg(nonneg_float), default=10.0, help="also refresh checkpoints/latest.pt every this many minutes (0 = off)")
+    p.add_argument("--keep-ckpts", type=arg(nonneg_int), default=5, help="step-numbered checkpoints to keep (0 = all)")
+    p.add_argument("--log-every", type=arg(positive_int), default=10, help="append to metrics.jsonl every N steps")
+    p.add_argument("--eval-every", type=arg(nonneg_int), default=0, help="evaluate the generator every N steps and keep checkpoints/best.pt (0 = off)")
+    p.add_argument("--max-rollbacks", type=arg(nonneg_int),
+                   help="when training diverges (a non-finite loss or weight, or |loss| > 1e6 for 50 steps in a row), roll back to the "
+                        "last finite checkpoint with halved learning rates at most this many times, then stop with an error (0 = stop at once); "
+                        "checkpoints/latest.pt is never overwritten with non-finite weights (default 3; with --resume: the run's saved value)")
     p.add_argument("--tensorboard", action="store_true", help="mirror metrics and sample grids to RUN/tensorboard/ (needs the tensorboard extra)")
     p.add_argument("--model-option", action="append", type=_model_option, default=[], metavar="KEY=VALUE", help="an option of the chosen --model family (repeatable)")
     g = p.add_argument_group("StyleGAN2 / PGGAN options (shortcuts for --model-option KEY=VALUE)")
     for flag, typ, text in _FAMILY_FLAGS:
         g.add_argument(flag, type=typ, default=None, help=text)
-    p.add_argument("--seed", type=int, default=0, help="random seed (data order, latents, augmentation)")
+    p.add_argument("--seed", type=arg(seed), default=0, help="random seed (data order, latents, augmentation), 0 to 2**32-1")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for PyTorch (0 = its default, all cores); 1 is fastest when other jobs load the machine")
+    p.add_argument("--threads", type=arg(nonneg_int), default=0, help="CPU threads for PyTorch (0 = its default, all cores); 1 is fastest when other jobs load the machine")
     p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 autocast) on CUDA")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build a TrainConfig from the options and call xraygan.training.loop.train."""
-    from xraygan.errors import XrayganError
+    """Build a TrainConfig from the options, validate it (exit 2 on a bad value) and call xraygan.training.loop.train."""
+    from xraygan.errors import UsageError
     from xraygan.training.config import TrainConfig
     from xraygan.training.loop import resume_config, train
 
     if args.resume:
-        cfg = resume_config(args.resume, steps=args.steps, max_time=args.max_time, device=args.device, threads=args.threads or None)
+        cfg = resume_config(args.resume, steps=args.steps, max_time=args.max_time, device=args.device, threads=args.threads or None,
+                            max_rollbacks=args.max_rollbacks)
         out = train(cfg, resume=True)
     else:
         if not args.data or not args.out:
-            raise XrayganError("give a prepared dataset and --out RUN (or --resume RUN)")
+            raise UsageError("give a prepared dataset and --out RUN (or --resume RUN)")
         cfg = TrainConfig(
             data=args.data, out=args.out, model=args.model, size=args.size, conditional=args.conditional,
             label=args.label, split=_splits(args.split),
             loss=args.loss, smooth=args.smooth, lr_g=args.lr_g, lr_d=args.lr_d, beta1=args.beta1, beta2=args.beta2,
             batch=args.batch, latent_dim=args.latent_dim, width=args.width, ema=args.ema, diffaug=args.diffaug,
-            steps=args.steps or 20000, max_time=args.max_time, sample_every=args.sample_every, ckpt_every=args.ckpt_every,
+            steps=TrainConfig.steps if args.steps is None else args.steps, max_time=args.max_time, sample_every=args.sample_every, ckpt_every=args.ckpt_every,
             keep_ckpts=args.keep_ckpts, ckpt_minutes=args.ckpt_minutes, tensorboard=args.tensorboard, log_every=args.log_every, eval_every=args.eval_every, seed=args.seed,
             device=args.device or "auto", amp=args.amp, threads=args.threads, force=args.force, model_options=_family_options(args),
-        )
+            max_rollbacks=TrainConfig.max_rollbacks if args.max_rollbacks is None else args.max_rollbacks,
+        ).validate()  # every value checked before any input is read
         out = train(cfg)
     print(f"run: {out}")
     print(f"  samples: {out / 'samples'}   checkpoint: {out / 'checkpoints' / 'latest.pt'}")
@@ -107,13 +115,13 @@ def _on_off(text: str) -> bool:
 
 # (flag, type, help): each sets the model option named like the flag (stylegan2 and pggan families)
 _FAMILY_FLAGS = [
-    ("--r1-gamma", float, "StyleGAN2: R1 weight (default: the paper's heuristic 0.0002 * size^2 / batch)"),
+    ("--r1-gamma", arg(nonneg_float), "StyleGAN2: R1 weight (default: the paper's heuristic 0.0002 * size^2 / batch)"),
     ("--ada", _on_off, "StyleGAN2: adaptive discriminator augmentation on|off (default on)"),
-    ("--ada-target", float, "StyleGAN2: ADA target of r_t = E[sign(D(real))] (default 0.6)"),
-    ("--pl-weight", float, "StyleGAN2: path-length regularisation weight (default 0 = off; paper 2)"),
-    ("--phase-kimg", float, "PGGAN: thousand images per fade-in and per stabilisation phase (default 20)"),
-    ("--feature-matching", float, "all models: weight of the feature-matching loss on D's features (default 0 = off)"),
-    ("--perceptual", float, "all models: weight of the VGG16 feature-statistics loss (needs --vgg-weights)"),
+    ("--ada-target", arg(real(0.0, 1.0)), "StyleGAN2: ADA target of r_t = E[sign(D(real))] (default 0.6)"),
+    ("--pl-weight", arg(nonneg_float), "StyleGAN2: path-length regularisation weight (default 0 = off; paper 2)"),
+    ("--phase-kimg", arg(positive_float), "PGGAN: thousand images per fade-in and per stabilisation phase (default 20)"),
+    ("--feature-matching", arg(nonneg_float), "all models: weight of the feature-matching loss on D's features (default 0 = off)"),
+    ("--perceptual", arg(nonneg_float), "all models: weight of the VGG16 feature-statistics loss (needs --vgg-weights)"),
     ("--vgg-weights", str, "all models: local torchvision VGG16 state dict for --perceptual"),
 ]
 

@@ -22,6 +22,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from xraygan.errors import XrayganError
+from xraygan.utils.pixels import signed_tensor
 
 FORMAT = "xraygan-prepared"
 FORMAT_VERSION = 1
@@ -134,11 +135,9 @@ class PreparedDataset:
 
     def tensor(self, indices: Sequence[int] | np.ndarray | None = None, size: int | None = None):
         """Images as a float32 tensor (n, 1, H, W) scaled to [-1, 1], resized to ``size`` if given."""
-        import torch
-
         pix = self.pixels()
         sel = np.asarray(pix if indices is None else pix[np.asarray(indices, dtype=np.int64)])
-        x = torch.from_numpy(sel.astype(np.float32)).unsqueeze(1) / 127.5 - 1.0
+        x = signed_tensor(sel).unsqueeze(1)
         return resize_images(x, size) if size else x
 
 

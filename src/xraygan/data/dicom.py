@@ -68,36 +68,62 @@ def read_dicom(path: str | Path) -> DicomImage:
             f"{path}: cannot decode DICOM pixel data ({type(e).__name__}: {e}); for compressed transfer syntaxes "
             f"install the decoders with: {INSTALL_HINT}; otherwise remove it or pass --skip-bad"
         ) from None
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = _header_int(ds, "NumberOfFrames", 1, path)
     if frames > 1:
         raise XrayganError(f"{path}: multi-frame DICOM ({frames} frames) is not supported; export single frames or pass --skip-bad")
     pid = str(ds.get("PatientID", "") or "").strip() or None
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if stored.ndim == 3 and stored.shape[-1] != 3:
+        raise XrayganError(f"{path}: unexpected DICOM pixel array shape {stored.shape} (several frames or samples?); "
+                           "export single grayscale or RGB frames or pass --skip-bad")
     if stored.ndim == 3:  # colour (pydicom converts YBR to RGB by default)
-        rgb = stored.astype(np.float64) / float(2 ** int(ds.get("BitsStored", 8)) - 1)
+        bits = _header_int(ds, "BitsStored", 8, path)
+        if not 1 <= bits <= 16:
+            raise XrayganError(f"{path}: invalid BitsStored {bits} in DICOM header (1 to 16 expected); fix the header or pass --skip-bad")
+        rgb = stored.astype(np.float64) / float(2**bits - 1)
         return DicomImage(np.clip(rgb @ np.array([0.299, 0.587, 0.114]), 0, 1).astype(np.float32), pid, stored)
     if stored.ndim != 2:
         raise XrayganError(f"{path}: unexpected DICOM pixel array shape {stored.shape}; pass --skip-bad to skip it")
     try:
         x = _display_values(ds, stored)
-    except ValueError as e:
-        raise XrayganError(f"{path}: invalid VOI LUT / window in DICOM header ({e}); fix the header or pass --skip-bad") from None
+    except XrayganError:
+        raise
+    except Exception as e:  # values pydicom parsed but cannot use: bad LUT descriptors, windows, rescale, ...
+        raise XrayganError(f"{path}: invalid rescale / VOI LUT / window in DICOM header ({type(e).__name__}: {e}); "
+                           "fix the header or pass --skip-bad") from None
+    if not np.isfinite(x).all():
+        raise XrayganError(f"{path}: DICOM header gives non-finite pixel values (rescale / window); fix the header or pass --skip-bad")
     if photometric == "MONOCHROME1":
         x = 1.0 - x
     return DicomImage(x.astype(np.float32), pid, stored)
+
+
+def _header_int(ds: Any, keyword: str, default: int, path: Path) -> int:
+    """An integer header value (``default`` when absent or empty); a non-integer is a clear error."""
+    value = ds.get(keyword, default)
+    try:
+        return int(value if value not in (None, "") else default)
+    except (TypeError, ValueError):
+        raise XrayganError(f"{path}: invalid {keyword} {value!r} in DICOM header (an integer expected); fix the header or pass --skip-bad") from None
 
 
 def _display_values(ds: Any, stored: np.ndarray) -> np.ndarray:
     """Modality LUT + VOI LUT/window, normalised to [0, 1] (before any MONOCHROME1 inversion)."""
     apply_modality_lut, apply_windowing = _voi_functions()
     bits = int(ds.get("BitsStored", stored.dtype.itemsize * 8))
+    if not 1 <= bits <= 32:
+        raise ValueError(f"BitsStored {bits} (1 to 32 expected)")
     signed = int(ds.get("PixelRepresentation", 0)) == 1
     lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
     if ds.get("ModalityLUTSequence"):
         lo, hi = 0, 2 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1
     else:
-        slope = float(ds.get("RescaleSlope", 1) or 1)
-        intercept = float(ds.get("RescaleIntercept", 0) or 0)
+        raw_slope, raw_intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+        slope = 1.0 if raw_slope is None or raw_slope == "" else float(raw_slope)
+        intercept = 0.0 if raw_intercept is None or raw_intercept == "" else float(raw_intercept)
+        if not (np.isfinite(slope) and np.isfinite(intercept)) or slope == 0:
+            raise ValueError(f"RescaleSlope {slope:g} / RescaleIntercept {intercept:g}: the slope must be a finite non-zero "
+                             "number and the intercept finite (a zero or NaN slope makes every pixel the same)")
         lo, hi = sorted((lo * slope + intercept, hi * slope + intercept))
     if ds.get("VOILUTSequence"):
         # the VOI LUT replaces the modality range by its own output range

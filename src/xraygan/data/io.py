@@ -12,12 +12,17 @@ for anything a user can cause: empty, truncated, corrupt or non-image files.
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 import warnings
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from xraygan.errors import XrayganError
+from xraygan.utils.pixels import round_to_uint8, to_unit, unit_to_uint8
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -50,6 +55,8 @@ def _check_nonempty(path: Path) -> None:
         size = path.stat().st_size
     except FileNotFoundError:
         raise XrayganError(f"{path}: file not found; fix the path or pass --skip-bad to skip it") from None
+    except (OSError, ValueError) as e:  # name too long, not allowed, ...
+        raise XrayganError(f"{path}: cannot be read ({getattr(e, 'strerror', None) or e}); fix the path or pass --skip-bad to skip it") from None
     if size == 0:
         raise XrayganError(f"{path}: empty (zero-byte) file; remove it or pass --skip-bad to skip it")
 
@@ -69,11 +76,21 @@ def decode_gray(path: str | Path) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 im.load()  # decode now: truncated files fail here, not later
-                return _pil_to_gray(im)
+                arr = _pil_to_gray(im)
     except UnidentifiedImageError:
         raise XrayganError(f"{path}: not a readable image (PNG/JPEG/TIFF/BMP expected); remove it or pass --skip-bad") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as e:
-        raise XrayganError(f"{path}: corrupt or truncated image ({e}); replace it or pass --skip-bad") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise XrayganError(f"{path}: image too large to decode safely, a possible decompression bomb ({e}); "
+                           "shrink it or pass --skip-bad") from None
+    except MemoryError:
+        raise XrayganError(f"{path}: image too large to decode in the memory available; shrink it or pass --skip-bad") from None
+    except XrayganError:
+        raise
+    except Exception as e:  # Pillow's plugins raise OSError, SyntaxError, ValueError, struct.error, ... on bad bytes
+        raise XrayganError(f"{path}: corrupt or truncated image ({type(e).__name__}: {e}); replace it or pass --skip-bad") from None
+    if arr.ndim != 2 or arr.size == 0:
+        raise XrayganError(f"{path}: image has no pixels ({'x'.join(map(str, arr.shape[::-1]))}); remove it or pass --skip-bad")
+    return arr
 
 
 def _pil_to_gray(im) -> np.ndarray:
@@ -96,20 +113,16 @@ def _pil_to_gray(im) -> np.ndarray:
     if mode in ("LA", "La", "PA"):
         im = im.convert("LA")
         a = np.asarray(im, dtype=np.float64)
-        return _to_uint8(a[..., 0] * a[..., 1] / 255.0)
+        return round_to_uint8(a[..., 0] * a[..., 1] / 255.0)
     rgba = np.asarray(im.convert("RGBA"), dtype=np.float64)
     gray = rgba[..., :3] @ _LUMA
-    return _to_uint8(gray * rgba[..., 3] / 255.0)
-
-
-def _to_uint8(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    return round_to_uint8(gray * rgba[..., 3] / 255.0)
 
 
 def to_unit_float(arr: np.ndarray) -> np.ndarray:
     """Native gray integers -> float32 in [0, 1], scaled by the stored maximum of the type."""
     if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0
+        return to_unit(arr)
     if arr.dtype == np.uint16:
         return arr.astype(np.float32) / 65535.0
     if np.issubdtype(arr.dtype, np.floating):
@@ -125,7 +138,7 @@ def read_image(path: str | Path) -> np.ndarray:
 def read_image_uint8(path: str | Path) -> np.ndarray:
     """Read an image file as a uint8 (H, W) array (16-bit data rescaled, never clipped)."""
     arr = decode_gray(path)
-    return arr if arr.dtype == np.uint8 else _to_uint8(to_unit_float(arr) * 255.0)
+    return arr if arr.dtype == np.uint8 else unit_to_uint8(to_unit_float(arr))
 
 
 def pixel_sha256(arr: np.ndarray) -> str:
@@ -168,4 +181,85 @@ def to_square_uint8(x: np.ndarray, size: int, fit: str) -> np.ndarray:
         # Pillow's bilinear filter widens its support when shrinking (antialiasing), the same
         # scheme as torch's interpolate(antialias=True) used by resize_images.
         sq = np.asarray(Image.fromarray(sq).resize((size, size), Image.BILINEAR))
-    return _to_uint8(sq * 255.0)
+    return unit_to_uint8(sq)
+
+
+# --- MedMNIST-style .npz archives ----------------------------------------------------------------
+@dataclass(frozen=True)
+class NpyHeader:
+    """What the header of one ``.npy`` member of an ``.npz`` says, read without loading its data."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    nbytes: int
+
+
+def _memory_bytes() -> int:
+    """Physical memory of this machine (an upper bound on any array that can be loaded)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover (not POSIX)
+        return 1 << 62
+
+
+def npz_headers(path: Path) -> dict[str, NpyHeader]:
+    """Shape and dtype of every array in the npz ``path``, from the ``.npy`` headers only.
+
+    Refuses (:class:`XrayganError` naming the file and the array) archives that are not zip files,
+    members that are not ``.npy`` arrays, object arrays (they need pickle, which is never
+    allowed) and headers that disagree with the size of the data stored after them.
+    """
+    fmt = np.lib.format
+    out: dict[str, NpyHeader] = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                key = info.filename[:-4]
+                with zf.open(info) as fh:
+                    version = fmt.read_magic(fh)
+                    if version == (1, 0):
+                        shape, _, dtype = fmt.read_array_header_1_0(fh)
+                    elif version == (2, 0):
+                        shape, _, dtype = fmt.read_array_header_2_0(fh)
+                    else:
+                        raise ValueError(f"unsupported .npy format version {version}")
+                    offset = fh.tell()
+                if dtype.hasobject:
+                    raise XrayganError(f"{path}: array '{key}' holds Python objects, which can only be loaded by unpickling "
+                                       "(never done: it can run code); save plain numeric arrays (uint8 images, integer labels)")
+                nbytes = math.prod(shape) * dtype.itemsize
+                if nbytes != info.file_size - offset:
+                    raise XrayganError(f"{path}: array '{key}' is damaged: its header says {shape} {dtype} "
+                                       f"({nbytes} bytes) but {info.file_size - offset} bytes are stored")
+                out[key] = NpyHeader(tuple(int(d) for d in shape), dtype, nbytes)
+    except XrayganError:
+        raise
+    except FileNotFoundError:
+        raise XrayganError(f"{path}: file not found") from None
+    except zipfile.BadZipFile as e:
+        raise XrayganError(f"{path}: not a readable .npz file (damaged or not a zip archive: {e})") from None
+    except Exception as e:  # truncated member, bad header, unreadable file, ...
+        raise XrayganError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+    return out
+
+
+def npz_load(path: Path, keys: list[str], headers: dict[str, NpyHeader]) -> dict[str, np.ndarray]:
+    """Load the arrays ``keys`` of the npz ``path`` (pickle never allowed) after checking that they fit in memory."""
+    total = sum(headers[k].nbytes for k in keys)
+    if total > _memory_bytes():
+        raise XrayganError(f"{path}: arrays {', '.join(keys)} need {total / 2**30:.1f} GiB, more than this machine's memory "
+                           f"({_memory_bytes() / 2**30:.1f} GiB); split the file or use a machine with more memory")
+    out: dict[str, np.ndarray] = {}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            for k in keys:
+                out[k] = data[k]
+                if out[k].shape != headers[k].shape:
+                    raise ValueError(f"array '{k}' changed shape while reading")
+    except MemoryError:
+        raise XrayganError(f"{path}: arrays {', '.join(keys)} ({total / 2**30:.1f} GiB) do not fit in the memory available") from None
+    except Exception as e:  # CRC error, truncated or corrupt compressed data, ...
+        raise XrayganError(f"{path}: corrupt .npz file ({type(e).__name__}: {e}); re-download or re-create it") from None
+    return out

@@ -8,7 +8,10 @@ Steps: read the source records -> decode each image to [0, 1] grayscale (16-bit 
 :mod:`xraygan.data.io`, :mod:`xraygan.data.dicom`) -> make it square (``fit``) and resize with
 antialiased bilinear filtering -> drop exact duplicates (sha256 of the decoded source pixels) ->
 patient ids (``--patient-regex`` when given, else the CSV column, else the DICOM PatientID, else
-one patient per image with a loud warning) -> patient-level stratified splits (:mod:`xraygan.data.splits`) -> write.
+one patient per image with a loud warning) -> patient-level stratified splits (:mod:`xraygan.data.splits`,
+computed on the raw ids, so they do not depend on the key) -> pseudonymised patient ids
+(:mod:`xraygan.utils.privacy`, unless ``patient_ids="raw"``) -> write. Source file names of a
+DICOM source are replaced by ``source-<index>`` in every output unless ``keep_source_names``.
 """
 from __future__ import annotations
 
@@ -28,8 +31,11 @@ from xraygan.data import io as xio
 from xraygan.data.dataset import FORMAT, FORMAT_VERSION, PreparedDataset
 from xraygan.data.sources import Record, Source, read_source
 from xraygan.data.splits import check_fractions, compile_patient_regex, patient_from_name, patient_splits, split_counts
-from xraygan.errors import XrayganError
-from xraygan.utils.fs import atomic_write_json, check_output_dir, staged_output_dir
+from xraygan.errors import UsageError, XrayganError
+from xraygan.utils.fs import atomic_write_json, check_output_dir, locked_output, staged_output_dir
+from xraygan.utils.paths import path_under, safe_component
+from xraygan.utils.pixels import round_to_uint8
+from xraygan.utils.privacy import check_mode, key_fingerprint, load_key, pseudonymise
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +55,7 @@ def check_size(size: int, any_size: bool = False) -> int:
     """``--size`` must be a power of two from 8 to 1024 (the GANs need it); ``any_size`` allows
     any side from 8 to 1024 (e.g. 224 for classifiers)."""
     if not isinstance(size, (int, np.integer)) or size < 8 or size > 1024 or (size & (size - 1) and not any_size):
-        raise XrayganError(f"--size {size}: must be a power of two from 8 to 1024 (e.g. 64, 128, 256); "
+        raise UsageError(f"--size {size}: must be a power of two from 8 to 1024 (e.g. 64, 128, 256); "
                            "pass --any-size for other sides from 8 to 1024 (the GANs need powers of two)")
     return int(size)
 
@@ -64,7 +70,7 @@ def _native(rec: Record) -> tuple[np.ndarray, np.ndarray, str | None]:
     if rec.kind == "array":
         arr = np.asarray(rec.array)
         if arr.ndim == 3:  # (H, W, C) colour -> luma, same rule as files
-            arr = np.clip(np.rint(arr[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])), 0, 255).astype(np.uint8)
+            arr = round_to_uint8(arr[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114]))
         if arr.dtype not in (np.uint8, np.uint16):
             raise XrayganError(f"{rec.source}: npz images must be uint8 or uint16, not {arr.dtype}")
         return arr, xio.to_unit_float(arr), None
@@ -130,7 +136,7 @@ def _assign_patients(records: list[Record], dicom_ids: list[str | None], shas: l
     return ids, "+".join(sorted(origin))
 
 
-def _drop_duplicates(keep: list[int], shas: list[str], records: list[Record]) -> tuple[list[int], list[dict]]:
+def _drop_duplicates(keep: list[int], shas: list[str], records: list[Record], names: list[str]) -> tuple[list[int], list[dict]]:
     first: dict[str, int] = {}
     kept, dropped = [], []
     for i in keep:
@@ -138,7 +144,7 @@ def _drop_duplicates(keep: list[int], shas: list[str], records: list[Record]) ->
         if j == i:
             kept.append(i)
         else:
-            dropped.append({"file": records[i].source, "duplicate_of": records[j].source, "same_label": records[i].label == records[j].label})
+            dropped.append({"file": names[i], "duplicate_of": names[j], "same_label": records[i].label == records[j].label})
     if dropped:
         conflicts = sum(not d["same_label"] for d in dropped)
         log.warning("dropped %d exact duplicate image(s) (same decoded pixels)%s, e.g. %s = %s", len(dropped),
@@ -146,10 +152,10 @@ def _drop_duplicates(keep: list[int], shas: list[str], records: list[Record]) ->
     return kept, dropped
 
 
-def _decode_into(buf: np.ndarray, records: Sequence[Record], size: int, fit: str, allow_upsample: bool, workers: int, skip_bad: bool
-                 ) -> tuple[list[str], list[str | None], list[int], list[dict]]:
+def _decode_into(buf: np.ndarray, records: Sequence[Record], size: int, fit: str, allow_upsample: bool, workers: int, skip_bad: bool,
+                 names: Sequence[str]) -> tuple[list[str], list[str | None], list[int], list[dict]]:
     """Decode every record into ``buf`` (N, size, size) uint8; returns the hashes, DICOM patient
-    ids, indices decoded and the skipped files (``skip_bad``)."""
+    ids, indices decoded and the skipped files (``skip_bad``; listed under their output ``names``)."""
     n = len(records)
     shas: list[str] = [""] * n
     dicom_ids: list[str | None] = [None] * n
@@ -158,7 +164,7 @@ def _decode_into(buf: np.ndarray, records: Sequence[Record], size: int, fit: str
         if res.error is not None:
             if res.fatal or not skip_bad:
                 raise XrayganError(res.error)
-            skipped.append({"file": records[i].source, "error": res.error})
+            skipped.append({"file": names[i], "error": _redact(res.error, records[i], names[i])})
             continue
         buf[i], shas[i], dicom_ids[i] = res.pixels, res.sha256, res.dicom_patient
         ok.append(i)
@@ -179,16 +185,43 @@ def _keep_rows(raw: np.ndarray, kept: list[int], path: Path) -> np.ndarray:
 
 def _check_classes(classes: Sequence[str], present: set[str], source: Path, allow_single_class: bool) -> list[str]:
     used = [c for c in classes if c in present]
+    if not used:
+        raise XrayganError(f"source {source}: no images left after reading (every file was skipped or unreadable); nothing to prepare")
     if len(used) < 2 and not allow_single_class:
         what = f"a single class ({used[0]})" if used else "no images"
         raise XrayganError(f"source {source}: {what} after reading; at least two classes are needed (one sub-folder or label per class), or pass --allow-single-class")
     return used
 
 
-def _safe(label: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label) or "class"
+def _source_names(records: Sequence[Record], keep: bool) -> tuple[list[str], bool]:
+    """What outputs call each source file: its own name, or ``source-<index>`` (index in the
+    source listing) for a source holding DICOM files (their names often carry UIDs or patient
+    data) unless ``keep``. Returns (names, replaced)."""
+    if keep or not any(r.kind == "dicom" for r in records):
+        return [r.source for r in records], False
+    width = max(5, len(str(len(records))))
+    return [f"source-{i:0{width}d}" for i in range(len(records))], True
 
 
+def _redact(text: str, rec: Record, name: str) -> str:
+    """``text`` (an error message) with the record's path and source name replaced by ``name``."""
+    if name == rec.source:
+        return text
+    for s in sorted({str(rec.path) if rec.path is not None else "", rec.source} - {""}, key=len, reverse=True):
+        text = text.replace(s, name)
+    return text
+
+
+def _pseudonymise_patients(patients: list[str], key: bytes | None) -> list[str]:
+    """Pseudonyms for ids from the data; the per-image ids (``image-<sha>``, no patient data) stay."""
+    if key is None:
+        return patients
+    data_ids = [p for p in patients if not p.startswith("image-")]
+    table = dict(zip(data_ids, pseudonymise(data_ids, key)))
+    return [table.get(p, p) for p in patients]
+
+
+@locked_output("out", inputs=lambda a: [a["source"]])  # one writer per output folder (lock beside it: see xraygan.utils.fs)
 def prepare(
     source: str | Path,
     out: str | Path,
@@ -208,6 +241,9 @@ def prepare(
     force: bool = False,
     workers: int = 1,
     any_size: bool = False,
+    patient_ids: str = "pseudonymised",
+    patient_key: str | Path | None = None,
+    keep_source_names: bool = False,
 ) -> PreparedDataset:
     """Prepare ``source`` into the dataset folder ``out`` and return it opened.
 
@@ -217,28 +253,36 @@ def prepare(
     ``fit``: ``pad`` | ``crop`` | ``squash`` makes images square; upsampling is refused unless
     ``allow_upsample``; ``size`` is a power of two from 8 to 1024 unless ``any_size``.
     ``patient_regex`` extracts patient ids from file names (see
-    :data:`xraygan.data.splits.KERMANY_PATIENT_REGEX`). Raises :class:`XrayganError` on bad input.
+    :data:`xraygan.data.splits.KERMANY_PATIENT_REGEX`). ``patient_ids``: ``pseudonymised`` (default:
+    keyed hashes, key from ``patient_key`` or the per-user key file, see :mod:`xraygan.utils.privacy`)
+    or ``raw``. ``keep_source_names`` keeps DICOM file names in the outputs (replaced by default).
+    Raises :class:`XrayganError` on bad input.
     """
     options = {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, (list, tuple)) else v) for k, v in locals().items()}
     size = check_size(size, any_size)
     check_fractions(val, test)
     if fit not in xio.FITS:
-        raise XrayganError(f"--fit {fit}: choose one of {', '.join(xio.FITS)}")
+        raise UsageError(f"--fit {fit}: choose one of {', '.join(xio.FITS)}")
     if int(workers) < 1:
-        raise XrayganError(f"--workers {workers}: must be at least 1")
+        raise UsageError(f"--workers {workers}: must be at least 1")
+    check_mode(patient_ids)
+    if patient_key is not None and patient_ids == "raw":
+        raise UsageError("--patient-key: only used with --patient-ids pseudonymised (the default), not with --patient-ids raw")
+    key = load_key(patient_key) if patient_ids == "pseudonymised" else None  # before any work: fails early
     source, out = Path(source), Path(out)
-    check_output_dir(out, force)
+    check_output_dir(out, force, kind="prepared", inputs=[source])
     src = read_source(source, path_col, label_col, patient_col, label_names)
     if label_names and src.source_type != "npz":
         raise XrayganError("--label-names: only applies to a MedMNIST .npz source (folders and CSVs name their classes)")
     _check_classes(src.classes, {r.label for r in src.records}, source, allow_single_class)
     log.info("%s: %d images in %d classes (%s source); decoding at %d px (fit=%s)", source, len(src.records), len(src.classes), src.source_type, size, fit)
     options.pop("out"), options.pop("source"), options.pop("force")
-    with staged_output_dir(out, force) as stage:
+    names, names_replaced = _source_names(src.records, keep_source_names)
+    with staged_output_dir(out, force, kind="prepared", inputs=[source]) as stage:
         # decoded pixels live in a file-backed array, so memory stays flat however large the set
         raw = np.lib.format.open_memmap(stage / "decoded.tmp.npy", mode="w+", dtype=np.uint8, shape=(len(src.records), size, size))
-        shas, dicom_ids, ok, skipped = _decode_into(raw, src.records, size, fit, allow_upsample, int(workers), skip_bad)
-        kept, dropped = _drop_duplicates(ok, shas, src.records)
+        shas, dicom_ids, ok, skipped = _decode_into(raw, src.records, size, fit, allow_upsample, int(workers), skip_bad, names)
+        kept, dropped = _drop_duplicates(ok, shas, src.records, names)
         records = [src.records[i] for i in kept]
         classes = _check_classes(src.classes, {r.label for r in records}, source, allow_single_class)
         patients, patient_origin = _assign_patients(records, [dicom_ids[i] for i in kept], [shas[i] for i in kept], patient_regex)
@@ -247,6 +291,7 @@ def prepare(
             splits, split_origin = [r.split for r in records], "source"
         else:
             splits, split_origin = patient_splits(labels, patients, val, test, seed), "patient-stratified"
+        patients = _pseudonymise_patients(patients, key)  # after the split: it never depends on the key
         if len(kept) == len(raw):
             pixels = raw
             os.replace(stage / "decoded.tmp.npy", stage / "pixels.npy")
@@ -259,9 +304,11 @@ def prepare(
             "counts": split_counts(labels, splits, classes), "n_images": len(records),
             "n_patients": len(set(patients)), "source": str(source.resolve()), "source_type": src.source_type,
             "options": options, "patient_ids_from": patient_origin, "splits_from": split_origin, "pixels": "pixels.npy",
-            "duplicates_dropped": dropped, "skipped": skipped,
+            "duplicates_dropped": dropped, "skipped": skipped, "patient_ids": patient_ids,
+            "patient_key_fingerprint": key_fingerprint(key) if key is not None else None,
+            "source_names": "replaced" if names_replaced else "kept",
         }
-        _write(stage, pixels, records, patients, splits, [shas[i] for i in kept], src, info, int(workers))
+        _write(stage, pixels, records, patients, splits, [shas[i] for i in kept], src, info, int(workers), [names[i] for i in kept])
         del pixels
     _log_summary(info)
     return PreparedDataset.open(out)
@@ -276,14 +323,14 @@ def _save_png(job: tuple[Path, np.ndarray]) -> None:
 
 
 def _write(stage: Path, pixels: np.ndarray, records: list[Record], patients: list[str], splits: list[str],
-           shas: list[str], src: Source, info: dict, workers: int) -> None:
+           shas: list[str], src: Source, info: dict, workers: int, names: list[str]) -> None:
     """Write images/, pixels.npy, manifest.csv and dataset.json into the staging folder."""
     from xraygan import __version__
 
     (stage / "images").mkdir()
     width = max(5, len(str(len(records))))
-    files = [f"images/{k:0{width}d}_{_safe(r.label)}.png" for k, r in enumerate(records)]
-    jobs = ((stage / f, pixels[k]) for k, f in enumerate(files))
+    files = [f"images/{k:0{width}d}_{safe_component(r.label)}.png" for k, r in enumerate(records)]
+    jobs = ((path_under(stage, f, what="prepare"), pixels[k]) for k, f in enumerate(files))
     if workers <= 1 or len(files) < 64:
         for job in jobs:
             _save_png(job)
@@ -296,7 +343,7 @@ def _write(stage: Path, pixels: np.ndarray, records: list[Record], patients: lis
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
     for k, r in enumerate(records):
-        w.writerow([files[k], r.label, patients[k], shas[k], splits[k], r.source, *(r.extra.get(c, "") for c in src.extra_columns)])
+        w.writerow([files[k], r.label, patients[k], shas[k], splits[k], names[k], *(r.extra.get(c, "") for c in src.extra_columns)])
     (stage / "manifest.csv").write_text(buf.getvalue())
     atomic_write_json(stage / "dataset.json", {**info, "created_by": f"xraygan {__version__}"})
 

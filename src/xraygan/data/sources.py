@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ import numpy as np
 
 from xraygan.data.io import is_dicom_file, is_image_file
 from xraygan.errors import XrayganError
+from xraygan.utils.pixels import round_to_uint8
 
 log = logging.getLogger(__name__)
 NPZ_SPLITS = {"train": "train", "val": "val", "test": "test"}
@@ -74,6 +76,28 @@ def read_source(
     raise XrayganError(f"source {src}: unsupported file type {src.suffix or '(none)'}; give a folder with one sub-folder per class, a .csv or a .npz")
 
 
+def printable(name: str) -> str:
+    """A file name as text that can be written anywhere (CSV, JSON, logs): bytes that are not
+    UTF-8 (held by Python as surrogate escapes) become ``\\xNN``."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _path_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file (None when it is a regular file)."""
+    try:
+        if path.is_file():
+            return None
+        return "not a file" if path.exists() else "file not found"
+    except FileNotFoundError:
+        return "file not found"
+    except (OSError, ValueError) as e:  # name too long (ENAMETOOLONG), NUL byte, ...
+        return getattr(e, "strerror", None) or str(e)
+
+
 def _visible(p: Path | str) -> bool:
     name = p if isinstance(p, str) else p.name
     return not name.startswith(".") and name not in ("Thumbs.db", "desktop.ini")
@@ -100,8 +124,8 @@ def read_folder(root: Path) -> Source:
         files = sorted(p for p in d.rglob("*") if p.is_file() and all(_visible(q) for q in p.relative_to(root).parts))
         if not files:
             raise XrayganError(f"class folder {d} is empty; add images to it or remove the folder")
-        records.extend(_classify(p, p.relative_to(root).as_posix(), d.name) for p in files)
-    return Source(records, [d.name for d in subdirs], "folder")
+        records.extend(_classify(p, printable(p.relative_to(root).as_posix()), printable(d.name)) for p in files)
+    return Source(records, [printable(d.name) for d in subdirs], "folder")
 
 
 def _inside(child: Path, parent: Path) -> bool:
@@ -125,7 +149,8 @@ def read_csv(path: Path, path_col: str = "path", label_col: str = "label", patie
         raise XrayganError(f"{path}: CSV has no rows; it needs a header line and one row per image")
     for col, opt in ((path_col, "--path-col"), (label_col, "--label-col")):
         if col not in columns:
-            raise XrayganError(f"{path}: missing column '{col}' (columns: {', '.join(columns)}); name the right one with {opt}")
+            shown = ", ".join(c.encode("unicode_escape").decode("ascii") for c in columns)  # a name may hold a newline
+            raise XrayganError(f"{path}: missing column '{col}' (columns: {shown}); name the right one with {opt}")
     if patient_col is not None and patient_col not in columns:
         raise XrayganError(f"{path}: missing column '{patient_col}' given by --patient-col (columns: {', '.join(columns)})")
     if patient_col is None and "patient_id" in columns:
@@ -143,8 +168,9 @@ def read_csv(path: Path, path_col: str = "path", label_col: str = "label", patie
         if Path(rel).is_absolute() or not _inside(full, base):
             raise XrayganError(f"{path} line {line}: path {rel} is outside the CSV's folder {base}; use paths relative to the CSV's folder")
         pid = ((row.get(patient_col) or "").strip() or None) if patient_col else None
-        if not full.is_file():
-            rec = Record(rel, label, full, "bad", error=f"{full} (from {path} line {line}): file not found; fix the path or pass --skip-bad")
+        problem = _path_problem(full)
+        if problem:
+            rec = Record(rel, label, full, "bad", error=f"{full} (from {path} line {line}): {problem}; fix the path or pass --skip-bad")
         else:
             rec = _classify(full, Path(rel).as_posix(), label)
         rec.patient_id = pid
@@ -155,39 +181,67 @@ def read_csv(path: Path, path_col: str = "path", label_col: str = "label", patie
 
 
 def read_npz(path: Path, label_names: Sequence[str] | None = None) -> Source:
-    """A MedMNIST-style npz; its ``train``/``val``/``test`` split is kept as is."""
-    try:
-        data = np.load(path, allow_pickle=False)
-    except Exception as e:
-        raise XrayganError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
-    with data:
-        present = [s for s in NPZ_SPLITS if f"{s}_images" in data.files]
-        if not present:
-            raise XrayganError(f"{path}: no 'train_images' array (arrays: {', '.join(data.files)}); a MedMNIST npz has train_/val_/test_ images and labels")
-        parts = []
-        for s in present:
-            if f"{s}_labels" not in data.files:
-                raise XrayganError(f"{path}: has '{s}_images' but no '{s}_labels'")
-            imgs, labs = data[f"{s}_images"], np.asarray(data[f"{s}_labels"])
-            labs = labs.reshape(len(labs), -1)
-            if labs.shape[1] != 1 or len(labs) != len(imgs) or imgs.ndim not in (3, 4):
-                raise XrayganError(f"{path}: '{s}' arrays have unexpected shapes (images {imgs.shape}, labels {labs.shape}); single-label (N,H,W[,C]) images expected")
-            parts.append((s, imgs, labs[:, 0].astype(np.int64)))
-    n_cls = int(max(int(labs.max()) for _, _, labs in parts if len(labs)) + 1)
+    """A MedMNIST-style npz; its ``train``/``val``/``test`` split is kept as is.
+
+    Shapes and types are checked from the ``.npy`` headers before any array is loaded
+    (:func:`xraygan.data.io.npz_headers`), so object arrays, empty images, mismatched lengths and
+    arrays too large for memory are refused with one clear line instead of being loaded.
+    """
+    from xraygan.data.io import npz_headers, npz_load
+
+    heads = npz_headers(path)
+    present = [s for s in NPZ_SPLITS if f"{s}_images" in heads]
+    if not present:
+        raise XrayganError(f"{path}: no 'train_images' array (arrays: {', '.join(heads) or 'none'}); a MedMNIST npz has train_/val_/test_ images and labels")
+    for s in present:
+        if f"{s}_labels" not in heads:
+            raise XrayganError(f"{path}: has '{s}_images' but no '{s}_labels'")
+        im, lb = heads[f"{s}_images"], heads[f"{s}_labels"]
+        what = f"{path}: '{s}' arrays have unexpected shapes (images {im.shape}, labels {lb.shape}); single-label (N,H,W[,C]) images expected"
+        if len(im.shape) not in (3, 4) or (len(im.shape) == 4 and im.shape[3] not in (1, 3, 4)):
+            raise XrayganError(what)
+        if not 1 <= len(lb.shape) <= 2 or lb.shape[0] != im.shape[0] or math.prod(lb.shape[1:]) != 1:
+            raise XrayganError(what + f" ({im.shape[0]} images, {lb.shape[0] if lb.shape else 0} labels)" if lb.shape[:1] != im.shape[:1] else what)
+        if im.shape[0] and (im.shape[1] == 0 or im.shape[2] == 0):
+            raise XrayganError(f"{path}: '{s}_images' are {im.shape[2]}x{im.shape[1]} pixels (empty images)")
+        colour = len(im.shape) == 4 and im.shape[3] != 1
+        if im.dtype.kind != "u" or im.dtype.itemsize not in (1, 2) or (colour and im.dtype.itemsize != 1):
+            raise XrayganError(f"{path}: '{s}_images' are {im.dtype} ({'colour ' if colour else ''}); npz images must be uint8"
+                               + ("" if colour else " or uint16"))
+        if lb.dtype.kind not in "biuf":
+            raise XrayganError(f"{path}: '{s}_labels' are {lb.dtype}; integer class labels (0, 1, ...) expected")
+    arrays = npz_load(path, [f"{s}_{a}" for s in present for a in ("images", "labels")], heads)
+    parts = []
+    for s in present:
+        imgs, labs = arrays[f"{s}_images"], arrays[f"{s}_labels"].reshape(-1)
+        if imgs.ndim == 4 and imgs.shape[3] == 1:
+            imgs = imgs[..., 0]
+        if labs.dtype.kind == "f":
+            bad = ~np.isfinite(labs) | (labs != np.round(labs)) | (np.abs(labs) > 2**31)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise XrayganError(f"{path}: {s}_labels[{i}] is {labs[i]}, not a whole number; integer class labels expected")
+        labs = labs.astype(np.int64)
+        if len(labs) and labs.min() < 0:
+            i = int(np.flatnonzero(labs < 0)[0])
+            raise XrayganError(f"{path}: negative label {labs[i]} in {s}_labels[{i}]")
+        parts.append((s, imgs, labs))
+    values = sorted({int(v) for _, _, labs in parts for v in np.unique(labs)})
+    if not values:
+        raise XrayganError(f"{path}: holds no images (every split is empty)")
+    n_cls = values[-1] + 1
     if label_names:
-        names = [str(n).strip() for n in label_names]
-        if len(names) < n_cls or len(set(names)) != len(names):
-            raise XrayganError(f"--label-names: {len(names)} distinct names given but {path} has labels 0..{n_cls - 1}; give one name per label, comma-separated")
+        given = [str(n).strip() for n in label_names]
+        if len(given) < n_cls or len(set(given)) != len(given):
+            raise XrayganError(f"--label-names: {len(given)} distinct names given but {path} has labels 0..{n_cls - 1}; give one name per label, comma-separated")
+        names = {v: given[v] for v in values}
     else:
-        names = [str(i) for i in range(n_cls)]
+        names = {v: str(v) for v in values}
     records = []
     for s, imgs, labs in parts:
         for i, (img, lab) in enumerate(zip(imgs, labs)):
-            if lab < 0:
-                raise XrayganError(f"{path}: negative label {lab} in {s}_labels[{i}]")
-            records.append(Record(f"{path.name}:{s}[{i}]", names[lab], None, "array", split=NPZ_SPLITS[s], array=img))
-    used = sorted({r.label for r in records}, key=names.index)
-    return Source(records, used, "npz")
+            records.append(Record(f"{path.name}:{s}[{i}]", names[int(lab)], None, "array", split=NPZ_SPLITS[s], array=img))
+    return Source(records, [names[v] for v in values], "npz")
 
 
 @dataclass
@@ -226,10 +280,27 @@ def open_image_set(path: str | Path, size: int | None = None, split: str | Seque
     return _resize_set(out, size, root)
 
 
+def _folder_labels(root: Path) -> dict[str, str]:
+    """``{folder name: label}`` from the ``manifest.csv`` that ``generate`` writes (its folder names
+    are the labels made safe for the file system); empty when there is none."""
+    try:
+        with open(root / "manifest.csv", newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return {}
+    out: dict[str, str] = {}
+    for r in rows:
+        folder, label = (r.get("file") or "").split("/", 1)[0], r.get("label")
+        if label is not None and "/" in (r.get("file") or "") and out.setdefault(folder, label) != label:
+            return {}  # inconsistent manifest: fall back to the folder names
+    return out
+
+
 def _read_class_folders(root: Path, classes: Sequence[str] | None, size: int | None) -> ImageSet:
     from xraygan.data.io import read_image_uint8
 
     dirs = {d.name: d for d in sorted(root.iterdir()) if d.is_dir() and _visible(d)}
+    dirs = {_folder_labels(root).get(k, k): d for k, d in dirs.items()}  # generate's safe folder names -> labels
     names = list(classes) if classes is not None else sorted(dirs)
     unknown = sorted(set(dirs) - set(names))
     if unknown:
@@ -241,7 +312,7 @@ def _read_class_folders(root: Path, classes: Sequence[str] | None, size: int | N
         for p in sorted(q for q in dirs[name].rglob("*") if q.is_file() and is_image_file(q) and _visible(q)):
             imgs.append(read_image_uint8(p))
             labels.append(ci)
-            files.append(p.relative_to(root).as_posix())
+            files.append(printable(p.relative_to(root).as_posix()))
     if not imgs:
         raise XrayganError(f"{root}: no PNG/JPEG images found in class sub-folders; expected {root}/<class>/*.png")
     shapes = sorted({a.shape for a in imgs})
@@ -259,8 +330,7 @@ def _resize_uint8(pix: np.ndarray, size: int) -> np.ndarray:
     from xraygan.data.dataset import resize_images
 
     x = torch.from_numpy(np.ascontiguousarray(pix, dtype=np.float32)).unsqueeze(1)
-    y = resize_images(x, size)[:, 0].round().clamp(0, 255)
-    return y.to(torch.uint8).numpy()
+    return round_to_uint8(resize_images(x, size)[:, 0]).numpy()
 
 
 def _resize_set(s: ImageSet, size: int | None, root: Path) -> ImageSet:

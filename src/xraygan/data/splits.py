@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from xraygan.errors import XrayganError
+from xraygan.errors import UsageError
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -30,7 +30,7 @@ def compile_patient_regex(pattern: str) -> re.Pattern:
     try:
         return re.compile(pattern, re.IGNORECASE)
     except re.error as e:
-        raise XrayganError(f"--patient-regex {pattern!r}: not a valid regular expression ({e})") from None
+        raise UsageError(f"--patient-regex {pattern!r}: not a valid regular expression ({e})") from None
 
 
 def patient_from_name(rx: re.Pattern, name: str) -> str | None:
@@ -55,9 +55,9 @@ def check_fractions(val: float, test: float) -> None:
     """Validate ``--val``/``--test``: each in [0, 1) and together below 1."""
     for name, v in (("--val", val), ("--test", test)):
         if not 0.0 <= v < 1.0:
-            raise XrayganError(f"{name} {v}: must be a fraction in [0, 1), e.g. 0.1")
+            raise UsageError(f"{name} {v}: must be a fraction in [0, 1), e.g. 0.1")
     if val + test >= 1.0:
-        raise XrayganError(f"--val {val} + --test {test} leave no training data; make their sum below 1")
+        raise UsageError(f"--val {val} + --test {test} leave no training data; make their sum below 1")
 
 
 def patient_splits(labels: Sequence[str], patients: Sequence[str], val: float, test: float, seed: int) -> list[str]:

@@ -40,6 +40,14 @@ class Fold:
         }
 
 
+def _appearance_codes(patients: np.ndarray) -> np.ndarray:
+    """Each patient's rank by first appearance in ``patients`` (manifest order): folds made from
+    these codes do not depend on the ids' text, so pseudonymised ids (whose text depends on the
+    user's key) give the same folds for every key."""
+    first: dict[str, int] = {}
+    return np.asarray([first.setdefault(p, len(first)) for p in patients], dtype=np.int64)
+
+
 def _patient_labels(labels: np.ndarray, patients: np.ndarray) -> dict[str, int]:
     """Majority label of each patient (ties go to the larger label, i.e. the positive class)."""
     out = {}
@@ -59,8 +67,9 @@ def subsample_patients(rows: np.ndarray, ds: PreparedDataset, fraction: float, s
     plab = _patient_labels(labels, pats)
     rng = np.random.default_rng(seed)
     keep: set[str] = set()
+    order = dict(zip(pats, _appearance_codes(pats)))  # key-independent order (see _appearance_codes)
     for c in sorted(set(plab.values())):
-        members = sorted(p for p, lab in plab.items() if lab == c)
+        members = sorted((p for p, lab in plab.items() if lab == c), key=order.__getitem__)
         k = max(1, int(round(fraction * len(members))))
         keep.update(rng.permutation(members)[:k].tolist())
     mask = np.isin(pats, list(keep))
@@ -82,7 +91,7 @@ def make_folds(ds: PreparedDataset, n_folds: int = 5, seed: int = 0, real_fracti
             f"({min(n_pat_per_class)}); lower --folds")
     sgkf = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     folds = []
-    for i, (tr, te) in enumerate(sgkf.split(np.zeros(len(rows)), labels, groups=pats)):
+    for i, (tr, te) in enumerate(sgkf.split(np.zeros(len(rows)), labels, groups=_appearance_codes(pats))):
         kept, dropped = subsample_patients(rows[tr], ds, real_fraction, seed=seed * 1000 + i)
         folds.append(Fold(i, kept, rows[te], dropped))
         if len(set(ds.labels[kept])) < 2 or len(set(labels[te])) < 2:

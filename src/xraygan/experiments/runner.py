@@ -31,7 +31,8 @@ from xraygan.data.dataset import PreparedDataset, resize_images
 from xraygan.errors import XrayganError
 from xraygan.experiments.classifier import ClassifierConfig, steps_per_epoch
 from xraygan.experiments.folds import Fold, make_folds
-from xraygan.utils.fs import atomic_write_json, is_nonempty_dir
+from xraygan.utils.fs import atomic_write_json, is_nonempty_dir, locked_output, output_kind, refuse_overlap, write_marker
+from xraygan.utils.pixels import signed_tensor
 
 log = logging.getLogger(__name__)
 ARMS = ("real", "real+classic", "real+synthetic", "synthetic")
@@ -114,14 +115,17 @@ def _seed(*parts: int) -> int:
 def _open_out(cfg: ExperimentConfig) -> Path:
     """Create OUT or accept it for resuming; refuse a folder from other options or of other content."""
     out = Path(cfg.out)
+    refuse_overlap(out, [cfg.prepared, cfg.test], "--out")  # never write into (or around) an input
     proto = out / "protocol.json"
     if proto.is_file():
         old = json.loads(proto.read_text())
         if old.get("unit_fingerprint") != cfg.unit_fingerprint():
             raise XrayganError(f"--out {out}: holds an experiment run with different options (data, folds, classifier, "
                                "GAN config, real fraction or balance); choose another --out to run these options")
-    elif is_nonempty_dir(out):
+    elif is_nonempty_dir(out) and output_kind(out) != "experiment":  # (ours but killed before protocol.json: go on)
         raise XrayganError(f"--out {out}: exists and is not an experiment folder; choose another path")
+    out.mkdir(parents=True, exist_ok=True)
+    write_marker(out, "experiment")  # first: a folder killed at any later point is still recognised as ours
     (out / "units").mkdir(parents=True, exist_ok=True)
     atomic_write_json(proto, {"format": FORMAT, "unit_fingerprint": cfg.unit_fingerprint(), "config": cfg.to_dict()})
     return out
@@ -157,9 +161,7 @@ def _open_or_prepare_test(path: Path, dest: Path, size: int) -> PreparedDataset:
 
 def _as_input(pixels: np.ndarray, size: int):
     """uint8 (n, H, W) -> float (n, 1, size, size) in [-1, 1], through the one shared resizer."""
-    import torch
-
-    x = torch.from_numpy(np.ascontiguousarray(pixels).astype(np.float32)).unsqueeze(1) / 127.5 - 1.0
+    x = signed_tensor(pixels).unsqueeze(1)
     return resize_images(x, size) if len(x) else x.new_zeros((0, 1, size, size))
 
 
@@ -224,6 +226,8 @@ def _load_data(ds: PreparedDataset, cfg: ExperimentConfig) -> dict:
     return data
 
 
+# the coordinator holds OUT's lock (beside it); fold GAN runs and --test preparation inside OUT go through it
+@locked_output(lambda a: a["cfg"].out, "--out", walk=True, inputs=lambda a: [a["cfg"].prepared, a["cfg"].test])
 def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> dict:
     """Run (or resume) every unit of the experiment, then write and return results.json's content."""
     from xraygan.experiments.summary import summarize, write_outputs

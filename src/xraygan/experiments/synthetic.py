@@ -28,6 +28,7 @@ from xraygan.data.dataset import PreparedDataset
 from xraygan.errors import XrayganError
 from xraygan.experiments.folds import Fold, check_no_leakage
 from xraygan.utils.fs import atomic_write_json
+from xraygan.utils.pixels import to_uint8
 
 log = logging.getLogger(__name__)
 CONTROLS = ("oracle", "noise")
@@ -108,7 +109,7 @@ def _to_uint8(imgs) -> np.ndarray:
     if arr.ndim == 4:
         arr = arr[:, 0]
     if arr.dtype != np.uint8:
-        arr = np.clip(np.round((arr.astype(np.float32) + 1) * 127.5), 0, 255).astype(np.uint8)
+        arr = to_uint8(arr)
     return arr
 
 

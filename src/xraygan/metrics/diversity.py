@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from xraygan.utils.pixels import signed_to_unit, to_unit
+
 MS_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 MS_SSIM_MIN_SIZE = 176
 _K1, _K2 = 0.01, 0.03
@@ -122,7 +124,7 @@ def _as_unit_tensor(images):
     import torch
 
     if isinstance(images, np.ndarray):
-        t = torch.from_numpy(np.asarray(images, np.float32) / 255.0)
+        t = torch.from_numpy(to_unit(images))
         return t.unsqueeze(1) if t.ndim == 3 else t
     t = images.float()
-    return ((t.unsqueeze(1) if t.ndim == 3 else t) + 1) / 2
+    return signed_to_unit(t.unsqueeze(1) if t.ndim == 3 else t)

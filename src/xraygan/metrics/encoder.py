@@ -89,10 +89,25 @@ class RandomCNN(nn.Module):
 
 
 def load_encoder(path) -> tuple[XrayEncoder, dict]:
-    """Load a checkpoint written by ``scripts/train_xray_encoder.py``; returns (model in eval mode, checkpoint)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = dict(ckpt["config"])
-    cfg["widths"] = tuple(cfg["widths"])
-    model = XrayEncoder(EncoderConfig(**cfg))
-    model.load_state_dict(ckpt["state_dict"])
+    """Load a checkpoint written by ``scripts/train_xray_encoder.py``; returns (model in eval mode, checkpoint).
+
+    Only tensors and plain values are read (``weights_only=True``): a file holding pickled Python
+    objects, an unreadable file or another kind of checkpoint is a one-line :class:`XrayganError`.
+    """
+    from xraygan.errors import XrayganError
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickled objects (refused: loading them could run code), truncated file, not a torch file
+        why = "it holds pickled Python objects, which are not loaded (they could run code)" if "weights_only" in str(e) or "Unpickl" in type(e).__name__ \
+            else f"it cannot be read ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+        raise XrayganError(f"xray encoder {path}: {why}; give a checkpoint written by scripts/train_xray_encoder.py") from None
+    try:
+        cfg = dict(ckpt["config"])
+        cfg["widths"] = tuple(cfg["widths"])
+        model = XrayEncoder(EncoderConfig(**cfg))
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise XrayganError(f"xray encoder {path}: not an xray encoder checkpoint ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
+                           "give a checkpoint written by scripts/train_xray_encoder.py") from None
     return model.eval(), ckpt

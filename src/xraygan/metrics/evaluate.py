@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from xraygan.errors import XrayganError
+from xraygan.errors import UsageError, XrayganError
 from xraygan.metrics.features import Extractor, cached_features, default_cache_dir, get_extractor, to_tensor
+from xraygan.utils.pixels import to_uint8_mul_add, to_unit
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,79 @@ def draw_sample(real_labels: np.ndarray, fake_labels: np.ndarray, n: int, seed: 
     return Sample(np.sort(pr[:m]), np.sort(pr[m:2 * m]), np.sort(pf[:m]))
 
 
-def class_sample(s: Sample, real_labels: np.ndarray, fake_labels: np.ndarray, c: int) -> Sample:
-    """The class-``c`` parts of ``s``, truncated to a common n."""
+def class_sample(s: Sample, real_labels: np.ndarray, fake_labels: np.ndarray, c: int, seed: int = 0) -> Sample:
+    """The class-``c`` parts of ``s``, cut to a common n by *random* subsets (seed ``seed + c``,
+    recorded as ``options.seed``), never by keeping the lowest indices."""
+    from xraygan.metrics.per_class import random_subset
+
     a, b, f = s.a[real_labels[s.a] == c], s.b[real_labels[s.b] == c], s.fake[fake_labels[s.fake] == c]
     m = min(len(a), len(b), len(f))
-    return Sample(a[:m], b[:m], f[:m])
+    rng = np.random.default_rng([int(seed), int(c), 1])
+    return Sample(random_subset(a, m, rng), random_subset(b, m, rng), random_subset(f, m, rng))
+
+
+MIN_REPORT_CLASS = 200  # below this many test images of a class, its report set is val + test
+MIN_STABLE_CLASS_N = 100  # per-class n below which a warning says the estimate is unstable
+BOOTSTRAP = 200  # patient-bootstrap resamples for the 95% intervals
+
+
+def bootstrap_ci(fa: np.ndarray, ff: np.ndarray, patients: np.ndarray, n_boot: int = BOOTSTRAP, seed: int = 0) -> dict:
+    """Patient-bootstrap 95% intervals of precision, recall, density, coverage and FD of fakes
+    ``ff`` against real features ``fa`` whose images belong to ``patients`` (aligned with ``fa``).
+
+    Whole patients of the real set are resampled with replacement (all images of a drawn patient
+    come along); the k-NN radii are those of the full sets, so each resample re-weights fixed
+    per-image indicators (recall, coverage, density) or the union of real balls (precision).
+    """
+    from xraygan.metrics.frechet import frechet_distance_features
+    from xraygan.metrics.prdc import knn_radii, pairwise_distances
+
+    if len(fa) <= DC_K or len(ff) <= DC_K:
+        return {}
+    d = pairwise_distances(fa, ff)  # (n_real, n_fake)
+    r_real_pr, r_real_dc, r_fake = knn_radii(fa, PR_K), knn_radii(fa, DC_K), knn_radii(ff, PR_K)
+    in_real_pr = d <= r_real_pr[:, None]
+    in_real_dc = d <= r_real_dc[:, None]
+    rec_i = (d <= r_fake[None, :]).any(axis=1)
+    cov_i = in_real_dc.any(axis=1)
+    den_i = in_real_dc.sum(axis=1) / (DC_K * d.shape[1])
+    groups = {}
+    for i, p in enumerate(patients):
+        groups.setdefault(p, []).append(i)
+    members = list(groups.values())
+    rng = np.random.default_rng([int(seed), 2])
+    out = {k: [] for k in ("precision", "recall", "density", "coverage", "fd")}
+    for _ in range(n_boot):
+        pick = rng.integers(len(members), size=len(members))
+        sel = np.concatenate([members[j] for j in pick])
+        out["precision"].append(in_real_pr[np.unique(sel)].any(axis=0).mean())
+        out["recall"].append(rec_i[sel].mean())
+        out["coverage"].append(cov_i[sel].mean())
+        out["density"].append(den_i[sel].sum() * len(fa) / len(sel))
+        out["fd"].append(frechet_distance_features(fa[sel], ff) if len(np.unique(sel)) > 1 else np.nan)
+    return {k: [float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))] for k, v in out.items()}
+
+
+def report_real_set(real_path: str | Path, full: "Images") -> tuple["Images", np.ndarray, dict]:
+    """The held-out real images a run is reported on: per class the test split, or val + test
+    when the test split has fewer than :data:`MIN_REPORT_CLASS` images of the class.
+
+    ``full`` is the whole prepared dataset (manifest order). Returns (images, patient ids, {class: splits}).
+    """
+    from xraygan.data.dataset import PreparedDataset
+
+    ds = PreparedDataset.open(real_path)
+    keep, used = [], {}
+    for ci, name in enumerate(ds.classes):
+        test = ds.indices(split="test", label=name)
+        if len(test) >= MIN_REPORT_CLASS:
+            keep.append(test)
+            used[name] = "test"
+        else:
+            keep.append(ds.indices(split=["val", "test"], label=name))
+            used[name] = "val+test"
+    idx = np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
+    return Images(full.pixels[idx], full.labels[idx], full.classes), np.asarray(ds.patients, dtype=object)[idx], used
 
 
 def compare(real: np.ndarray, fake: np.ndarray, kid_subsets: int, kid_subset_size: int, seed: int) -> dict:
@@ -174,7 +243,7 @@ def memorisation(fake_pix, train_pix, held_pix, ex: Extractor, size: int, cache:
         held_pix = held_pix[np.sort(np.random.default_rng(seed).permutation(len(held_pix))[:max_heldout])]
     if len(held_pix) < 2 or len(train_pix) < 2:
         raise XrayganError(f"memorisation needs at least 2 training and 2 held-out real images, got {len(train_pix)} and {len(held_pix)}")
-    unit = lambda p: np.asarray(p, np.float32).reshape(len(p), -1) / 255.0  # noqa: E731
+    unit = lambda p: to_unit(p).reshape(len(p), -1)  # noqa: E731
     pixel = memorisation_scores(unit(fake_pix), unit(train_pix), unit(held_pix))
     f_fake, f_train, f_held = feats(fake_pix, ex, size, None), feats(train_pix, ex, size, cache), feats(held_pix, ex, size, cache)
     if ex.standardise:
@@ -192,11 +261,14 @@ def memorisation(fake_pix, train_pix, held_pix, ex: Extractor, size: int, cache:
 def evaluate_sets(real, fake, *, train=None, heldout=None, features: str | Extractor = "xray", n: int = 2000, seed: int = 0,
                   ssim_pairs: int = 2000, kid_subsets: int = 100, kid_subset_size: int = 1000, device: str = "auto",
                   inception_weights=None, encoder_path=None, cache: str | Path | bool | None = None,
-                  pairs_png: str | Path | None = None, per_class: bool = True) -> dict:
+                  pairs_png: str | Path | None = None, per_class: bool = True, patients: np.ndarray | None = None,
+                  bootstrap: int = BOOTSTRAP) -> dict:
     """Evaluate image sets (``xraygan.data.sources.ImageSet``-like: ``pixels`` uint8 (N,H,W) at one
     size, ``labels``, ``classes``) and return the result dict; see :func:`evaluate` for the options.
 
     ``fake.labels`` index ``real.classes``. ``train``/``heldout`` enable memorisation.
+    ``patients`` (aligned with ``real``) adds a patient-bootstrap 95% interval (``ci95``, ``bootstrap``
+    resamples) to every per-class entry.
     """
     t0 = time.time()
     size = int(real.pixels.shape[-1])
@@ -223,12 +295,17 @@ def evaluate_sets(real, fake, *, train=None, heldout=None, features: str | Extra
     pos = {int(i): k for k, i in enumerate(real_idx)}
     fpos = {int(i): k for k, i in enumerate(s.fake)}
     for ci, name in enumerate(real.classes if per_class else []):
-        c = class_sample(s, real.labels, fake.labels, ci)
+        c = class_sample(s, real.labels, fake.labels, ci, seed)
         if c.n < 2:
             warnings.append(f"class {name}: only {c.n} image(s) per side; per-class scores skipped")
             continue
+        if c.n < MIN_STABLE_CLASS_N:
+            warnings.append(f"class {name}: only {c.n} real images per side; its per-class scores are unstable (see their 95% intervals)")
         pick = lambda idx, p, f: f[[p[int(i)] for i in idx]]  # noqa: E731
         entry = {"n": c.n, **scores_with_floor(pick(c.a, pos, rf), pick(c.b, pos, rf), pick(c.fake, fpos, ff), opts)}
+        if patients is not None and bootstrap > 0:
+            entry["n_patients"] = int(len(set(patients[c.a])))
+            entry["ci95"] = bootstrap_ci(pick(c.a, pos, rf), pick(c.fake, fpos, ff), patients[c.a], bootstrap, seed + ci)
         entry["ssim"] = _diversity(real.pixels[c.a], fake.pixels[c.fake], ssim_pairs, seed)
         res["per_class"][name] = entry
     xray = ex if ex.name == "xray" else _try_xray(device, encoder_path)
@@ -270,7 +347,7 @@ def _resize_pixels(pix: np.ndarray, size: int) -> np.ndarray:
     """uint8 (N, H, W) -> uint8 (N, size, size) with the one resizer (``resize_images``)."""
     if pix.shape[1:] == (size, size):
         return pix
-    out = [(to_tensor(pix[i:i + 512], size)[:, 0] * 127.5 + 127.5).round().clamp(0, 255).byte().numpy() for i in range(0, len(pix), 512)]
+    out = [to_uint8_mul_add(to_tensor(pix[i:i + 512], size)[:, 0]).numpy() for i in range(0, len(pix), 512)]
     return np.concatenate(out)
 
 
@@ -326,7 +403,7 @@ def memorisation_sets(real: str | Path, real_set: Images, train: str | Path | No
 
 def evaluate(real: str | Path, fake: str | Path | None = None, *, train: str | Path | None = None,
              run: str | Path | None = None, checkpoint: str = "best", size: int | None = None,
-             out: str | Path | None = None, **options) -> dict:
+             out: str | Path | None = None, report_split: bool = True, **options) -> dict:
     """Evaluate synthetic X-rays against real ones; returns the result dict (also written to ``out``).
 
     ``real``/``fake``/``train``: prepared datasets or folders with one sub-folder per class. With
@@ -335,9 +412,19 @@ def evaluate(real: str | Path, fake: str | Path | None = None, *, train: str | P
     (default: the real images' size; the synthetic images are resized to it with the same resizer).
     Other options go to :func:`evaluate_sets` (``features``, ``n``, ``seed``, ``ssim_pairs``,
     ``kid_subsets``, ``kid_subset_size``, ``device``, ``inception_weights``, ``cache``, ``per_class``).
+
+    A ``run`` scored against a prepared dataset is reported on held-out patients only
+    (``report_split``, default on): per class the test split, or val + test when the test split
+    has fewer than 200 images of the class (``report_splits`` in the result), with fresh latents
+    (:data:`~xraygan.metrics.training_hook.REPORT_SEED_OFFSET`, never those of checkpoint
+    selection), per-class n and patient-bootstrap 95% intervals (``ci95``).
     """
     if (fake is None) == (run is None):
-        raise XrayganError("give either --fake DIR (synthetic images) or a RUN folder to sample from, not both")
+        raise UsageError("give either --fake DIR (synthetic images) or a RUN folder to sample from, not both")
+    if out is not None:  # never write into the image sets being measured (RUN/eval/ is the run's own place)
+        from xraygan.utils.fs import refuse_overlap
+
+        refuse_overlap(out, [real, fake, train], "--out")
     warnings: list[str] = []
     real_set = _open(real, "--real")
     eval_size = int(size or real_set.pixels.shape[-1])
@@ -358,7 +445,16 @@ def evaluate(real: str | Path, fake: str | Path | None = None, *, train: str | P
     fake_set = align_classes(fake_set, real_set.classes, warnings)
     tr, ho, memo_desc = memorisation_sets(real, real_set, train, eval_size)
     png = _pairs_path(out, run, run_info)
+    report_splits = None
+    if run is not None and _is_prepared(real) and report_split:
+        # a run is reported on held-out patients only: the test split (val + test for a small class)
+        real_set, pats, report_splits = report_real_set(real, real_set)
+        options.setdefault("patients", pats)
+        for name, used in report_splits.items():
+            if used != "test":
+                warnings.append(f"class {name}: fewer than {MIN_REPORT_CLASS} test images; reported on val + test")
     res = evaluate_sets(real_set, fake_set, train=tr, heldout=ho, pairs_png=png if tr is not None else None, **options)
+    res["report_splits"] = report_splits
     for w in warnings:
         log.warning("%s", w)
     res["warnings"] = warnings + res["warnings"]

@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 from xraygan.errors import XrayganError
+from xraygan.utils.pixels import signed_tensor, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ def _inception(weights, device, net=None) -> Extractor:
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         # grayscale -> 3 identical channels only at the boundary of the ImageNet model
-        u8 = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).repeat(1, 3, 1, 1)
+        u8 = to_uint8(x).repeat(1, 3, 1, 1)
         out = net(u8)
         return out[0] if isinstance(out, (tuple, list)) else out
 
@@ -171,11 +172,9 @@ def _inception(weights, device, net=None) -> Extractor:
 
 def to_tensor(pixels: np.ndarray, size: int | None = None):
     """uint8 (n, H, W) -> float (n, 1, size, size) in [-1, 1], resized with ``resize_images``."""
-    import torch
-
     from xraygan.data.dataset import resize_images
 
-    x = torch.from_numpy(np.asarray(pixels, dtype=np.float32)).unsqueeze(1) / 127.5 - 1.0
+    x = signed_tensor(pixels).unsqueeze(1)
     return resize_images(x, size) if size else x
 
 

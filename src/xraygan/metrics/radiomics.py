@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from xraygan.errors import XrayganError
+from xraygan.utils.pixels import to_uint8
 
 FEATURE_CLASSES = ("firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
 
@@ -55,7 +56,7 @@ def radiomics_extractor():
     import radiomics
 
     def net(x: torch.Tensor) -> torch.Tensor:
-        u8 = ((x[:, 0].clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
+        u8 = to_uint8(x[:, 0]).cpu().numpy()
         return torch.from_numpy(radiomics_features(u8))
 
     dim = int(net(torch.zeros(1, 1, 16, 16)).shape[1])

@@ -85,7 +85,7 @@ class PGGANGenerator(nn.Module):
             if labels is None:
                 raise ValueError("this generator is conditional: pass labels")
             x = torch.cat([x, F.one_hot(labels.long(), self.cfg.num_classes).to(z.dtype)], dim=1)
-        x = self.norm(self.fc(x).reshape(len(z), -1, 4, 4))
+        x = self.norm(self.fc(x).reshape(z.shape[0], -1, 4, 4))
         x = self.norm(self.conv4(x))
         prev = x
         for s in range(1, stage + 1):

@@ -77,7 +77,7 @@ class MappingNetwork(nn.Module):
             x = torch.cat([x, self.norm(self.embed(onehot))], dim=1)
         for layer in self.layers:
             x = layer(x)
-        idx = labels.long() if self.cfg.num_classes else torch.zeros(len(z), dtype=torch.long, device=z.device)
+        idx = labels.long() if self.cfg.num_classes else torch.zeros(z.shape[0], dtype=torch.long, device=z.device)
         if update_w_avg:
             self._update_w_avg(x.detach().float(), idx)
         if truncation != 1.0:

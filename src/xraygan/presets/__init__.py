@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xraygan.errors import XrayganError
+from xraygan.errors import UsageError
 
 _DIR = Path(__file__).parent
 
@@ -17,5 +17,5 @@ def preset_path(name: str) -> Path:
     """Path of preset ``name``; an unknown name is an error listing the known ones."""
     path = _DIR / f"{name}.yaml"
     if not path.is_file():
-        raise XrayganError(f"unknown preset '{name}'; known presets: {', '.join(list_presets()) or 'none'}")
+        raise UsageError(f"unknown preset '{name}'; known presets: {', '.join(list_presets()) or 'none'}")
     return path

@@ -23,7 +23,7 @@ import yaml
 from xraygan.report.figures import data_uri, file_uri, grid_rows, line_plot, pick_evenly, png_bytes
 from xraygan.report.rundir import (
     RunInfo, better, eval_info, eval_rows, fd_floors, fd_series, fd_summary, fmt, is_loss_key, latest_evals, load_run,
-    metric_series, provenance,
+    metric_series, per_class_latest, provenance,
 )
 from xraygan.utils.fs import atomic_write_text
 
@@ -82,13 +82,20 @@ def _summary(info: RunInfo) -> str:
         rows.append((f"{key} (training)", f"last {fmt(v['last'])} at step {int(v['last_step'])}; best {fmt(v['best'])} at step {int(v['best_step'])}{floor}"))
     for comparison, verdict, _ in _verdict_rows(info.results or {}):
         rows.append((f"verdict: {comparison}", verdict))
+    pc_step, pc_rows, collapsed = per_class_latest(info)
+    if pc_rows:
+        rows.append(("per-class collapse check", f"step {pc_step}: " + ("; ".join(f"{c} recall below half its real-vs-real floor" for c in collapsed) or "no class below half its recall floor")))
     hint = ""
     if not info.is_run and not info.is_experiment:
         inside = sorted(p.parent for pat in ("*/config.yaml", "*/*/config.yaml", "*/results.json", "*/*/results.json") for p in info.root.glob(pat))
         if inside:
             hint = ("<p class=na>This folder is neither a run nor an experiment. Report on one of these instead: "
                     + ", ".join(f"<code>{escape(str(p))}</code>" for p in inside[:10]) + ".</p>")
-    return "<h2 id=summary>Summary</h2>" + hint + _table(("", ""), rows)
+    per_class = ""
+    if pc_rows:
+        per_class = (f"<h3>Per class at step {pc_step} (training split, beside the real-vs-real floor)</h3>"
+                     + _table(("class", "metric", "value", "floor", "better"), [(c, m, v, f, better(m) or ("near real" if m == "pixel_std" else "")) for c, m, v, f in pc_rows]))
+    return "<h2 id=summary>Summary</h2>" + hint + _table(("", ""), rows) + per_class
 
 
 def _samples(info: RunInfo) -> str:

@@ -234,6 +234,24 @@ def fd_summary(info: RunInfo) -> dict[str, dict[str, float]]:
     return out
 
 
+PER_CLASS_METRICS = ("precision", "recall", "density", "coverage", "fd", "pixel_std")
+
+
+def per_class_latest(info: RunInfo) -> tuple[int | None, list[tuple[str, str, Any, Any]], list[str]]:
+    """(step, [(class, metric, value, floor)], collapsed classes) of the last ``--eval-every``
+    evaluation that logged per-class scores (``pc_<metric>_<class>`` beside ``..._floor``)."""
+    rec = next((r for r in reversed(info.metrics) if any(str(k).startswith("pc_recall_") for k in r)), None)
+    if rec is None:
+        return None, [], []
+    rows = []
+    classes = [k[len("pc_recall_"):] for k in rec if k.startswith("pc_recall_") and not k.endswith("_floor")]
+    for c in classes:
+        for m in PER_CLASS_METRICS:
+            if f"pc_{m}_{c}" in rec:
+                rows.append((c, m, rec[f"pc_{m}_{c}"], rec.get(f"pc_{m}_{c}_floor")))
+    return rec.get("step"), rows, list(rec.get("collapse") or [])
+
+
 def fd_series(series: dict[str, list]) -> dict[str, list]:
     """The FD series proper: FD-like keys without floors (``fd_xray_floor``), running bests
     (``fd_xray_best``) and counts (``fd_xray_n``)."""

@@ -82,6 +82,17 @@ def max_rank(value: int, info: DistInfo, device: torch.device) -> int:
     return int(t.item())
 
 
+def max_all(values: "list[int]", info: DistInfo, device: torch.device) -> list[int]:
+    """The element-wise largest ``values`` over all processes, in one collective (flags OR-ed across ranks)."""
+    if not info.enabled:
+        return [int(v) for v in values]
+    import torch.distributed as dist
+
+    t = torch.tensor([float(v) for v in values], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [int(v) for v in t.tolist()]
+
+
 def shutdown(info: DistInfo) -> None:
     """Leave the process group (no-op when not distributed)."""
     if info.enabled:

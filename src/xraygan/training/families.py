@@ -130,6 +130,13 @@ class GANFamily:
     def modules(self) -> dict[str, nn.Module]:
         return {"G": self.G, "D": self.D}
 
+    def fake_labels_like(self, train_labels: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+        """``n`` labels distributed as this family's fake batches in training (the training data's
+        class shares): used to recompute the EMA generator's BatchNorm statistics."""
+        if not self.n_classes or len(train_labels) == 0:
+            return torch.zeros(n, dtype=torch.long)
+        return train_labels.cpu()[torch.randint(len(train_labels), (n,), generator=gen)]
+
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"G": self.opt_g, "D": self.opt_d}
 
@@ -162,6 +169,12 @@ class DCGANOptions(ExtraLossOptions):
     """``--model-option`` keys of ``--model dcgan``."""
 
     d_norm: str = "bn"  # discriminator normalisation: bn (tutorial BatchNorm) or sn (spectral norm)
+    # conditional-collapse fixes (issue 12; benchmarks/conditional_collapse.py). "auto" = on for a conditional model
+    mbstd: Any = "auto"  # D: per-class minibatch standard deviation feature before its last convolution
+    balance: Any = "auto"  # draw real batches class-balanced (a uniform class, then a uniform image of it)
+    g_cond: str = "concat"  # how a conditional G reads the label: concat (embedding ++ z), cbn (class-conditional BatchNorm) or both
+    fake_labels: str = "real"  # labels of the fake batch: real (those of the real batch) or uniform
+    d_embed_init: float = 0.02  # std of the projection embedding's initial weights (bn discriminator)
 
 
 class DCGANFamily(GANFamily):
@@ -173,21 +186,64 @@ class DCGANFamily(GANFamily):
     def build(self) -> tuple[nn.Module, nn.Module]:
         from xraygan.models.dcgan import Discriminator, Generator
 
-        if self.options.d_norm not in ("bn", "sn"):
-            raise XrayganError(f"--model-option d_norm={self.options.d_norm}: choose bn (BatchNorm) or sn (spectral norm)")
+        o = self.options
+        if o.d_norm not in ("bn", "sn"):
+            raise XrayganError(f"--model-option d_norm={o.d_norm}: choose bn (BatchNorm) or sn (spectral norm)")
+        if o.g_cond not in ("cbn", "concat", "both"):
+            raise XrayganError(f"--model-option g_cond={o.g_cond}: choose cbn (class-conditional BatchNorm), concat (embedding ++ z) or both")
+        if o.fake_labels not in ("real", "uniform"):
+            raise XrayganError(f"--model-option fake_labels={o.fake_labels}: choose real or uniform")
+        for key in ("mbstd", "balance"):
+            value = getattr(o, key)
+            if value == "auto":
+                setattr(o, key, bool(self.n_classes))
+            elif not isinstance(value, bool):
+                raise XrayganError(f"--model-option {key}={value}: choose true, false or auto")
         c = self.cfg
-        return (Generator(c.size, self.latent_dim, c.width, self.n_classes),
-                Discriminator(c.size, c.width, self.n_classes, norm=self.options.d_norm))
+        return (Generator(c.size, self.latent_dim, c.width, self.n_classes, cond=o.g_cond),
+                Discriminator(c.size, c.width, self.n_classes, norm=o.d_norm, embed_init=float(o.d_embed_init), mbstd=o.mbstd))
+
+    @property
+    def balanced_batches(self) -> bool:
+        """The trainer draws class-balanced real batches when this is true (``balance`` option)."""
+        return bool(self.n_classes and getattr(self.options, "balance", False) is True)
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        # a G that switched layout while loading an old checkpoint (Generator.load_state_dict) needs a new optimizer
+        params = {id(p) for g in self.opt_g.param_groups for p in g["params"]}
+        if params != {id(p) for p in self.G.parameters()}:
+            self.opt_g = self.make_optimizers()[0]
+            self.options.g_cond = getattr(self.G, "cond", self.options.g_cond)
+        # likewise a D rebuilt to match an old checkpoint (with or without the minibatch-std layer)
+        if {id(p) for g in self.opt_d.param_groups for p in g["params"]} != {id(p) for p in self.D.parameters()}:
+            self.opt_d = self.make_optimizers()[1]
+            if hasattr(self.options, "mbstd"):
+                self.options.mbstd = bool(getattr(self.D, "mbstd", False))
+        return {"G": self.opt_g, "D": self.opt_d}
+
+    def fake_labels_like(self, train_labels: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+        if self.n_classes and self.options.fake_labels == "uniform":
+            return torch.randint(self.n_classes, (n,), generator=gen)
+        return super().fake_labels_like(train_labels, n, gen)
+
+    def fake_label_batch(self, labels: torch.Tensor, gen: torch.Generator) -> torch.Tensor | None:
+        """Labels of the fake batch: those of the real batch, or uniform over the classes."""
+        if not self.n_classes:
+            return None
+        if self.options.fake_labels == "uniform":
+            return torch.randint(self.n_classes, (labels.shape[0],), generator=gen).to(labels.device)
+        return labels
 
     def train_step(self, real: torch.Tensor, labels: torch.Tensor, step: int, gen: torch.Generator) -> dict[str, float]:
-        y = labels if self.n_classes else None
+        y_real = labels if self.n_classes else None
+        y = self.fake_label_batch(labels, gen)
         z = self.latent(real.shape[0], gen)
         # D step: real vs detached fakes, the same augmentation policy on both
         self.D.requires_grad_(True)
         self.opt_d.zero_grad(set_to_none=True)
         with self.autocast():
             fake = self.G(z, y)  # (B, 1, S, S)
-            d_real, real_feat = self.D(self.augment(real, gen), y, return_features=True)
+            d_real, real_feat = self.D(self.augment(real, gen), y_real, return_features=True)
             d_real = d_real.float()
             d_fake = self.D(self.augment(fake.detach(), gen), y).float()
             loss_d = d_loss(self.cfg.loss, d_real, d_fake, self.cfg.smooth)

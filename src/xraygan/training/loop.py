@@ -12,6 +12,15 @@ latents and augmentation) whose states, with the global RNG states, go into each
 Multi-process data parallelism: started under ``torchrun`` (``WORLD_SIZE`` > 1) the loop averages
 gradients across processes and only rank 0 writes (see :mod:`.distributed`).
 
+Divergence: a non-finite loss, |loss| > ``LOSS_LIMIT`` for ``LOSS_LIMIT_STEPS`` steps in a row, or a
+non-finite weight, EMA weight or optimizer state (checked before every sample grid, checkpoint and
+evaluation) rolls every process back to the last finite state (its last checkpoint, kept in memory,
+or the start of this invocation) with the learning rates halved, logged and recorded in
+``metrics.jsonl`` (``rollback``, ``diverged_at``, ``reason``, ``lr_scale``, ``lr_g``, ``lr_d``);
+after ``--max-rollbacks`` rollbacks it raises :class:`~xraygan.errors.TrainingDiverged`. No
+checkpoint is ever written from a non-finite state, so ``latest.pt`` stays the last finite one.
+The lowered learning rates live in the optimizer states, so a resumed run keeps them.
+
 Hooks: ``train(config, callbacks=[...])`` calls ``cb(ctx)`` after every step with a
 :class:`LoopContext` (step, family, EMA generator, run folder, ``ctx.sampler()``,
 ``ctx.save_checkpoint(path)``); a callback may return a dict that is merged into that step's
@@ -36,19 +45,24 @@ import torch
 
 from xraygan.augment.diffaug import DEFAULT_POLICY
 from xraygan.data.dataset import PreparedDataset, resize_images
-from xraygan.errors import XrayganError
-from xraygan.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from xraygan.errors import TrainingDiverged, XrayganError
+from xraygan.training.checkpoint import capture_rng, first_nonfinite, load_checkpoint, restore_rng, save_checkpoint
 from xraygan.training.config import TrainConfig
-from xraygan.training.distributed import DistInfo, init_distributed, max_rank, share_module, shutdown
+from xraygan.training.distributed import DistInfo, init_distributed, max_all, share_module, shutdown
 from xraygan.training.ema import ema_decay, make_ema, refresh_batchnorm, update_ema
 from xraygan.training.families import GANFamily, get_family
-from xraygan.training.rundir import RunDir, plot_losses, prune_checkpoints, truncate_metrics, write_run_config
+from xraygan.training.rundir import (RunDir, plot_losses, prune_checkpoints, run_lock, save_step_checkpoint, truncate_metrics,
+                                     write_run_config)
 from xraygan.training.tracking import Tracker
+from xraygan.utils.pixels import to_signed
 from xraygan.utils.runtime import resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
 DIFFAUG_AUTO_BELOW = 1000  # DiffAugment is on by default below this many training images
+LOSS_LIMIT = 1e6  # |loss| above this ...
+LOSS_LIMIT_STEPS = 50  # ... for this many steps in a row counts as divergence (as does a NaN/inf loss or weight)
+ROLLBACK_LR_FACTOR = 0.5  # learning rates are multiplied by this at each rollback
 GRID_COLUMNS = 8
 Callback = Callable[["LoopContext"], Optional[dict]]
 
@@ -62,11 +76,24 @@ class TrainData:
     classes: list[str]
     n_classes: int  # 0 = unconditional
     size: int
+    balanced: bool = False  # conditional only: every class equally often in a batch (the family decides)
 
     def batch(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """A batch drawn uniformly with replacement: images (n, 1, S, S) in [-1, 1], labels (n,)."""
-        idx = torch.randint(len(self.pixels), (n,), generator=gen).to(self.pixels.device)
-        x = self.pixels[idx].float() / 127.5 - 1.0
+        """A batch drawn uniformly with replacement (or class-balanced: a uniform class, then a uniform
+        image of it): images (n, 1, S, S) in [-1, 1], labels (n,)."""
+        if self.balanced and self.n_classes > 1:
+            members = getattr(self, "_members", None)
+            if members is None:
+                lab = self.labels.cpu()
+                members = self._members = [torch.nonzero(lab == c).flatten() for c in range(self.n_classes)]
+            present = [m for m in members if len(m)]
+            cls = torch.randint(len(present), (n,), generator=gen)
+            pos = torch.rand(n, generator=gen)
+            idx = torch.stack([present[int(c)][min(int(p * len(present[int(c)])), len(present[int(c)]) - 1)] for c, p in zip(cls, pos)])
+            idx = idx.to(self.pixels.device)
+        else:
+            idx = torch.randint(len(self.pixels), (n,), generator=gen).to(self.pixels.device)
+        x = to_signed(self.pixels[idx])
         return resize_images(x, self.size), self.labels[idx]
 
 
@@ -108,6 +135,10 @@ class LoopContext:
     last_losses: dict[str, float] = field(default_factory=dict)
     tracker: Optional[Tracker] = None
     dist: DistInfo = field(default_factory=DistInfo)
+    rollbacks: int = 0  # divergences rolled back in this invocation
+    lr_scale: float = 1.0  # learning rates relative to the run's, after rollbacks in this invocation
+    good: Optional[tuple[dict[str, Any], float]] = None  # (CPU copy of the last finite state, its lr_scale)
+    ema_fresh_at: Optional[int] = None  # step at which the EMA statistics were last refreshed
 
     @property
     def generator(self) -> torch.nn.Module:
@@ -115,18 +146,21 @@ class LoopContext:
         return self.ema if self.ema is not None else self.family.G
 
     def refresh_ema(self) -> None:
-        """Recompute the EMA generator's BatchNorm statistics from its own outputs (see ema.py)."""
-        if self.ema is None:
+        """Recompute the EMA generator's BatchNorm statistics from its own outputs (see ema.py);
+        deterministic, so done once per step (the loop resets ``ema_fresh_at`` when the EMA changes)."""
+        if self.ema is None or self.ema_fresh_at == self.step:
             return
         fam, n = self.family, self.data.n_classes
 
         def forward(gen: torch.Generator) -> None:
             b = fam.batch_size(self.step)
             z = fam.latent(b, gen)
-            y = torch.randint(max(n, 1), (b,), generator=gen).to(fam.device)
+            # the labels of training's fake batches (class shares of the data), so BatchNorm statistics match training's
+            y = fam.fake_labels_like(self.data.labels, b, gen).to(fam.device)
             fam.sample(self.ema, z, y)
 
         refresh_batchnorm(self.ema, forward, seed=self.cfg.seed + 9173)
+        self.ema_fresh_at = self.step
 
     def state(self) -> dict[str, Any]:
         """The checkpoint dict (see checkpoint.py)."""
@@ -139,8 +173,16 @@ class LoopContext:
                 "optimizers": {k: o.state_dict() for k, o in fam.optimizers().items()},
                 "family_state": fam.extra_state(), "rng": capture_rng(self.gens)}
 
+    def training_state_nonfinite(self) -> Optional[str]:
+        """Name of the first network weight, buffer, EMA weight or optimizer state holding NaN/inf, or None."""
+        fam = self.family
+        return first_nonfinite({"modules": {k: m.state_dict() for k, m in fam.modules().items()},
+                                "ema": self.ema.state_dict() if self.ema is not None else None,
+                                "optimizers": {k: o.state_dict() for k, o in fam.optimizers().items()}})
+
     def save_checkpoint(self, path: Path | None = None) -> Path:
-        """Write latest.pt (or ``path``) with the EMA statistics refreshed first."""
+        """Write latest.pt (or ``path``) with the EMA statistics refreshed first; a state with a
+        non-finite weight is refused (:class:`XrayganError`) and the previous file kept."""
         self.refresh_ema()
         return save_checkpoint(path or self.run.latest, self.state())
 
@@ -176,6 +218,7 @@ def _restore(ctx: LoopContext, ckpt: dict[str, Any]) -> None:
     fam.load_extra_state(ckpt.get("family_state") or {})
     restore_rng(ckpt["rng"], ctx.gens)
     ctx.step, ctx.images_seen, ctx.elapsed = int(ckpt["step"]), int(ckpt["images_seen"]), float(ckpt["elapsed"])
+    ctx.ema_fresh_at = None
 
 
 def _check_tensorboard(cfg: TrainConfig, run: RunDir) -> None:
@@ -201,11 +244,12 @@ def _setup(cfg: TrainConfig, resume: bool) -> LoopContext:
         cfg.diffaug = ",".join(DEFAULT_POLICY) if len(data.pixels) < DIFFAUG_AUTO_BELOW else "none"
     family = get_family(cfg.model)(cfg, data.n_classes, device)
     family.prepare_training()
+    data.balanced = bool(getattr(family, "balanced_batches", False))
     cfg.model_options = family.resolved_options()
     run = RunDir(cfg.out)
     _check_tensorboard(cfg, run)
     if not resume and dist.is_main:
-        run.create(cfg.force)
+        run.create(cfg.force, inputs=[cfg.data])
         write_run_config(run, cfg.to_dict(), {"model": cfg.model, "classes": data.classes, "n_classes": data.n_classes,
                                                "n_train_images": len(data.pixels), "data": cfg.data})
     offset = 1_000_003 * dist.rank  # each process its own data and latents; rank 0 as a single process
@@ -276,9 +320,7 @@ def write_sample_grid(ctx: LoopContext, path: Path) -> None:
 def _checkpoint(ctx: LoopContext) -> None:
     ctx.save_checkpoint(ctx.run.latest)
     if ctx.step % ctx.cfg.ckpt_every == 0:
-        import shutil
-
-        shutil.copyfile(ctx.run.latest, ctx.run.step_checkpoint(ctx.step))
+        save_step_checkpoint(ctx.run, ctx.step)  # atomic: never a half-written step_*.pt
         prune_checkpoints(ctx.run, ctx.cfg.keep_ckpts)
     plot_losses(ctx.run)
 
@@ -332,12 +374,97 @@ def _finish(ctx: LoopContext) -> None:
         write_sample_grid(ctx, ctx.run.step_sample(ctx.step))
 
 
+def _loss_divergence(losses: dict[str, Any], streak: int) -> tuple[Optional[str], int]:
+    """(why the losses say training diverged or None, updated count of steps in a row with |loss| > LOSS_LIMIT)."""
+    numbers = {k: float(v) for k, v in losses.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    bad = next((k for k, v in numbers.items() if not math.isfinite(v)), None)
+    if bad is not None:
+        return f"{bad} = {numbers[bad]}", streak
+    big = [k for k, v in numbers.items() if k.startswith("loss") and abs(v) > LOSS_LIMIT]
+    streak = streak + 1 if big else 0
+    if streak >= LOSS_LIMIT_STEPS:
+        return f"|{big[0]}| > {LOSS_LIMIT:g} for {streak} steps in a row, now {numbers[big[0]]:.3g}", streak
+    return None, streak
+
+
+def _weights_divergence(ctx: LoopContext) -> Optional[str]:
+    """Why this process's weights, EMA weights (statistics refreshed on rank 0) or optimizer states say
+    training diverged, or None when all are finite."""
+    if ctx.dist.is_main:
+        ctx.refresh_ema()
+    bad = ctx.training_state_nonfinite()
+    return f"{bad} holds NaN or inf" if bad else None
+
+
+def _cpu_copy(obj: Any) -> Any:
+    """A deep copy of a checkpoint dict with every tensor copied to the CPU (nothing shared)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu_copy(v) for v in obj)
+    return obj
+
+
+def _remember_good(ctx: LoopContext) -> None:
+    """Keep (in memory, on every process) the state just checked finite, to roll back to."""
+    ctx.good = (_cpu_copy(ctx.state()), ctx.lr_scale)
+
+
+def _learning_rates(ctx: LoopContext) -> dict[str, float]:
+    return {f"lr_{k.lower()}": float(o.param_groups[0]["lr"]) for k, o in ctx.family.optimizers().items()}
+
+
+def _rollback(ctx: LoopContext, reason: str, at_step: int) -> None:
+    """Restore the last finite state with the learning rates lowered, or raise :class:`TrainingDiverged`
+    (after writing that state as latest.pt if the run has no checkpoint yet) when no rollback is left."""
+    cfg, fam, main = ctx.cfg, ctx.family, ctx.dist.is_main
+    state, scale = ctx.good  # the learning rates in ``state`` are the run's times ``scale``
+    good_step, current = int(state["step"]), ctx.lr_scale
+    _restore(ctx, _cpu_copy(state))  # a copy: optimizers keep the tensors they are given
+    ctx.lr_scale = scale
+    if ctx.rollbacks >= cfg.max_rollbacks:
+        if main and not ctx.run.latest.is_file():
+            ctx.save_checkpoint(ctx.run.latest)  # the run keeps a finite checkpoint to inspect or resume
+        msg = f"training diverged at step {at_step} ({reason})"
+        if ctx.rollbacks:
+            msg += f" again after {ctx.rollbacks} rollback(s) with learning rates lowered to x{current:g}"
+        msg += (f"; {ctx.run.latest} keeps the last finite state (step {good_step}). Lower --lr-g/--lr-d, try --loss hinge, "
+                f"or allow more rollbacks than --max-rollbacks {cfg.max_rollbacks}")
+        raise TrainingDiverged(msg)
+    ctx.rollbacks += 1
+    ctx.lr_scale = current * ROLLBACK_LR_FACTOR
+    for o in fam.optimizers().values():
+        for group in o.param_groups:
+            group["lr"] = group["lr"] * ctx.lr_scale / scale
+    lrs = _learning_rates(ctx)
+    log.warning("training diverged at step %d (%s): rolled back to step %d with learning rates x%g (%s); rollback %d of at most %d",
+                at_step, reason, good_step, ctx.lr_scale, ", ".join(f"{k} {v:.3g}" for k, v in lrs.items()), ctx.rollbacks, cfg.max_rollbacks)
+    if main:
+        truncate_metrics(ctx.run, good_step)  # the records of the abandoned steps go
+        ctx.tracker.log(good_step, {"rollback": ctx.rollbacks, "diverged_at": at_step, "reason": reason, "lr_scale": ctx.lr_scale, **lrs})
+
+
 def train(config: TrainConfig | dict, resume: bool = False, callbacks: list[Callback] | None = None) -> Path:
     """Train a GAN as ``config`` says and return the run folder (see the module docstring).
 
     With ``resume=True``, ``config.out`` is an existing run continued from ``checkpoints/latest.pt``
-    (build the config with :func:`resume_config`).
+    (build the config with :func:`resume_config`). The run folder is locked for the whole call (one
+    writer per run: a second ``train``/``--resume``/``--force`` on it is refused, see
+    :func:`xraygan.training.rundir.run_lock`); under torchrun only rank 0 writes and locks.
     """
+    import os
+
+    cfg = TrainConfig.from_dict(config) if isinstance(config, dict) else config
+    if not cfg.out or int(os.environ.get("RANK", "0")) != 0:
+        return _train_locked(cfg, resume, callbacks)
+    with run_lock(cfg.out, inputs=[] if resume else [cfg.data]):
+        return _train_locked(cfg, resume, callbacks)
+
+
+def _train_locked(config: TrainConfig | dict, resume: bool = False, callbacks: list[Callback] | None = None) -> Path:
+    """The body of :func:`train`, run while holding the run folder's lock."""
     from tqdm import tqdm
 
     cfg = TrainConfig.from_dict(config) if isinstance(config, dict) else config
@@ -355,6 +482,8 @@ def train(config: TrainConfig | dict, resume: bool = False, callbacks: list[Call
     bar = tqdm(total=cfg.steps, initial=ctx.step, unit="step", dynamic_ncols=True, disable=None if main else True, leave=False)
     ctx.tracker = Tracker(ctx.run.root, tensorboard=cfg.tensorboard and main)
     with _StopFlag() as stop, ctx.tracker:
+        _remember_good(ctx)  # the state to roll back to until the first checkpoint of this invocation
+        streak = 0  # steps in a row with |loss| > LOSS_LIMIT
         while ctx.step < cfg.steps:
             t_step = time.monotonic()
             b = fam.batch_size(ctx.step)
@@ -362,25 +491,45 @@ def train(config: TrainConfig | dict, resume: bool = False, callbacks: list[Call
             losses = fam.train_step(real, labels, ctx.step, ctx.gens["noise"])
             if ctx.ema is not None:
                 update_ema(ctx.ema, fam.G, ema_decay(cfg.ema, ctx.step))
+            ctx.ema_fresh_at = None
             ctx.step, ctx.images_seen = ctx.step + 1, ctx.images_seen + b * ctx.dist.world
             meter.add(b * ctx.dist.world, time.monotonic() - t_step)
             ctx.elapsed, ctx.last_losses = elapsed0 + time.monotonic() - start, losses
-            _record(ctx, losses, meter, callbacks, bar)
+            # divergence this process sees: in the losses, and in the weights wherever something is written from them
+            reason, streak = _loss_divergence(losses, streak)
+            scheduled = (ctx.step % cfg.ckpt_every == 0 or ctx.step % cfg.sample_every == 0 or ctx.step >= cfg.steps
+                         or bool(cfg.eval_every and ctx.step % cfg.eval_every == 0))  # the same steps on every process
+            checked = reason is None and scheduled
+            if checked:
+                reason = _weights_divergence(ctx)
+            if reason is None:
+                _record(ctx, losses, meter, callbacks, bar)  # metrics and callbacks (rank 0) see finite states only
+            # one collective per step decides for every process: diverged (anywhere), stop, rank 0's timed checkpoint
+            out_of_time = cfg.max_time is not None and time.monotonic() - start >= cfg.max_time
+            timed = main and bool(cfg.ckpt_minutes) and time.monotonic() - t_ckpt >= 60 * cfg.ckpt_minutes
+            diverged, stopping, timed = max_all([reason is not None, bool(stop.reason) or out_of_time, timed], ctx.dist, fam.device)
+            if not diverged and not checked and (stopping or timed):  # an unscheduled checkpoint follows: check first
+                reason = _weights_divergence(ctx)
+                diverged = max_all([reason is not None], ctx.dist, fam.device)[0]
+            ckpt_now = ctx.step % cfg.ckpt_every == 0 or bool(timed)
+            if diverged:
+                try:
+                    _rollback(ctx, reason or "diverged in another process", ctx.step)
+                except TrainingDiverged:
+                    bar.close()
+                    raise
+                streak = 0
+                bar.n = ctx.step
+                bar.refresh()
+                continue
             if main and ctx.step % cfg.sample_every == 0:
                 write_sample_grid(ctx, ctx.run.step_sample(ctx.step))
-            if main and (ctx.step % cfg.ckpt_every == 0 or (cfg.ckpt_minutes and time.monotonic() - t_ckpt >= 60 * cfg.ckpt_minutes)):
-                _checkpoint(ctx)
-                t_ckpt = time.monotonic()
-            # one collective per step decides for every process: 2 = diverged (anywhere), 1 = stop, 0 = go on
-            diverged = not all(math.isfinite(v) for v in losses.values())
-            out_of_time = cfg.max_time is not None and time.monotonic() - start >= cfg.max_time
-            verdict = max_rank(2 if diverged else int(bool(stop.reason) or out_of_time), ctx.dist, fam.device)
-            if verdict == 2:
-                bar.close()
+            if ckpt_now:
                 if main:
                     _checkpoint(ctx)
-                raise XrayganError(f"training diverged at step {ctx.step} (losses {losses}); lower --lr-g/--lr-d or try --loss hinge")
-            if verdict == 1:
+                    t_ckpt = time.monotonic()
+                _remember_good(ctx)
+            if stopping:
                 log.info("stopping at step %d (%s)", ctx.step, stop.reason or f"--max-time {cfg.max_time:g}s")
                 break
         bar.close()

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from xraygan.errors import XrayganError
+from xraygan.utils.pixels import signed_to_unit
 
 # indices into torchvision's vgg16().features after which relu1_2, relu2_2, relu3_3 are computed
 _CUTS = (4, 9, 16)
@@ -77,7 +78,7 @@ class VGGFeatureStats(nn.Module):
         """(channel means (C,), Gram matrix (C, C)) per layer for images (N, 1|3, H, W) in [-1, 1]."""
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        h = ((x.float() + 1) / 2 - self.mean) / self.std
+        h = (signed_to_unit(x.float()) - self.mean) / self.std
         out = []
         for block in self.slices:
             h = block(h)

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
 from xraygan import __version__
-from xraygan.errors import XrayganError
-from xraygan.utils.fs import atomic_write_text, atomic_write_yaml
+from xraygan.errors import UsageError, XrayganError
+from xraygan.utils.fs import (atomic_copy, atomic_write_text, atomic_write_yaml, check_output_dir, is_nonempty_dir,
+                              output_lock, refuse_overlap, remove_output, write_marker)
 
 RUN_FORMAT = "xraygan-run"
 RUN_FORMAT_VERSION = 1
@@ -47,14 +47,17 @@ class RunDir:
     def step_sample(self, step: int) -> Path:
         return self.samples / f"step_{step:08d}.png"
 
-    def create(self, force: bool) -> None:
-        """Make a fresh run folder; an existing non-empty one only with ``force`` (and only a run)."""
-        if self.root.exists() and (not self.root.is_dir() or any(self.root.iterdir())):
-            if not force:
-                raise XrayganError(f"run folder {self.root} already exists; choose another --out, continue it with --resume {self.root}, or pass --force to replace it")
-            if not self.config.is_file():
-                raise XrayganError(f"{self.root} exists and is not an xraygan run (no config.yaml); refusing to delete it even with --force")
-            shutil.rmtree(self.root)
+    def create(self, force: bool, inputs: Iterable[str | Path | None] = ()) -> None:
+        """Make a fresh run folder; an existing non-empty one only with ``force``, and only an
+        xraygan run (see :func:`xraygan.utils.fs.check_output_dir`). Call it holding the run's lock."""
+        if is_nonempty_dir(self.root) and not force:
+            refuse_overlap(self.root, inputs, "run folder")
+            raise UsageError(f"run folder {self.root} already exists; choose another --out, continue it with --resume {self.root}, or pass --force to replace it")
+        check_output_dir(self.root, force, "run folder", kind="run", inputs=inputs)
+        if is_nonempty_dir(self.root):
+            remove_output(self.root)  # renamed aside first: a kill never leaves a half-deleted run
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_marker(self.root, "run")  # first: a run killed at any later point is still xraygan's (--force)
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         self.samples.mkdir(parents=True, exist_ok=True)
 
@@ -62,9 +65,17 @@ class RunDir:
         """The parsed ``config.yaml``; a folder that is not a run is a clear error."""
         if not self.config.is_file():
             raise XrayganError(f"{self.root} is not an xraygan run (no config.yaml); pass the --out folder of `xraygan train`")
-        info = yaml.safe_load(self.config.read_text()) or {}
-        if info.get("format") != RUN_FORMAT:
+        try:
+            info = yaml.safe_load(self.config.read_bytes().decode("utf-8")) or {}
+        except (UnicodeDecodeError, yaml.YAMLError, RecursionError, ValueError) as e:
+            detail = " ".join(str(e).split())[:300]
+            raise XrayganError(f"{self.config}: damaged run config, not readable YAML ({type(e).__name__}: {detail})") from None
+        except OSError as e:
+            raise XrayganError(f"{self.config}: cannot be read ({e.strerror or e})") from None
+        if not isinstance(info, dict) or info.get("format") != RUN_FORMAT:
             raise XrayganError(f"{self.config}: not an xraygan run config")
+        if not isinstance(info.get("options"), dict):
+            raise XrayganError(f"{self.config}: damaged run config (no 'options' mapping); it cannot be resumed or sampled")
         return info
 
     def resolve_checkpoint(self, which: str | Path = "latest") -> Path:
@@ -92,16 +103,48 @@ def write_run_config(run: RunDir, options: dict[str, Any], extra: dict[str, Any]
 
 
 def read_metrics(run: RunDir) -> list[dict[str, Any]]:
-    """All records of ``metrics.jsonl`` (empty if absent)."""
+    """All records of ``metrics.jsonl`` (empty if absent). A last line cut short by a killed
+    process is skipped; a bad line elsewhere is a clear error."""
     if not run.metrics.is_file():
         return []
-    return [json.loads(line) for line in run.metrics.read_text().splitlines() if line.strip()]
+    lines = [(k + 1, ln) for k, ln in enumerate(run.metrics.read_text(errors="replace").splitlines()) if ln.strip()]
+    out = []
+    for i, (lineno, line) in enumerate(lines):
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise ValueError("not a JSON object")
+            out.append(rec)
+        except ValueError:  # json.JSONDecodeError included
+            if i == len(lines) - 1:
+                # an append interrupted by a kill; a resume truncates the file anyway
+                import logging
+
+                logging.getLogger(__name__).warning("%s: dropping its last line %d, cut short (the process writing it was "
+                                                    "probably killed)", run.metrics, lineno)
+                break
+            raise XrayganError(f"{run.metrics}: line {lineno} is not a valid JSON record; fix or delete that line "
+                               "(metrics.jsonl holds one JSON object per line)") from None
+    return out
 
 
 def truncate_metrics(run: RunDir, step: int) -> None:
     """Drop records after ``step`` (logged after the checkpoint a resume starts from)."""
     keep = [r for r in read_metrics(run) if int(r.get("step", 0)) <= step]
     atomic_write_text(run.metrics, "".join(json.dumps(r) + "\n" for r in keep))
+
+
+def save_step_checkpoint(run: RunDir, step: int) -> Path:
+    """Keep a copy of ``latest.pt`` as ``step_NNNNNNNN.pt``, atomically (never a half-written file)."""
+    return atomic_copy(run.latest, run.step_checkpoint(step))
+
+
+def run_lock(run: RunDir | str | Path, inputs: Iterable[str | Path | None] = ()):
+    """The exclusive lock of a run folder (``PARENT/.NAME.lock``); training holds it throughout,
+    including ``--resume`` and ``--force``. Leftover temporary files are removed on taking it.
+    ``inputs`` (the prepared dataset) are checked for overlap before anything is written."""
+    root = run.root if isinstance(run, RunDir) else Path(run)
+    return output_lock(root, "run folder", walk=True, inputs=inputs)
 
 
 def prune_checkpoints(run: RunDir, keep: int) -> None:
