@@ -81,7 +81,7 @@ def test_eval_hook_flags_a_generator_that_returns_one_image_per_class(tmp_path, 
 def test_tiny_conditional_model_gives_class_dependent_diverse_outputs(tmp_path):
     from xraygan.data.dataset import PreparedDataset
     from xraygan.generate import load_generator
-    from xraygan.training.loop import train
+    from xraygan.workflow import train
 
     data = make_prepared(tmp_path / "data", size=16, n_per_class=120, per_patient=1,
                          split_fracs=(0.05, 0.05))
@@ -134,7 +134,7 @@ def test_class_minibatch_std_sees_a_collapsed_class():
 
 
 def test_conditional_dcgan_defaults_fight_collapse(tmp_path):
-    from xraygan.training.loop import train
+    from xraygan.workflow import train
 
     data = make_prepared(tmp_path / "data", size=16, n_per_class=20)
     run = train({"data": str(data), "out": str(tmp_path / "run"), "conditional": True, "steps": 1, "batch": 8, "width": 8,

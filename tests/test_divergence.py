@@ -139,7 +139,7 @@ DIST = textwrap.dedent('''
     import json, os, sys
     from xraygan.training.config import TrainConfig
     from xraygan.training.families import DCGANFamily
-    from xraygan.training.loop import train
+    from xraygan.workflow import train
 
     real_step, fired = DCGANFamily.train_step, []
     def nan_on_rank1_once(self, real, labels, step, gen):

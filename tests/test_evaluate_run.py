@@ -11,7 +11,7 @@ from xraygan.cli import main
 
 @pytest.fixture
 def tiny_run(tmp_path):
-    from xraygan.training.loop import train
+    from xraygan.workflow import train
 
     data = make_prepared(tmp_path / "data", size=16, n_per_class=30)
     cfg = {"data": str(data), "out": str(tmp_path / "run"), "model": "dcgan", "steps": 4, "eval_every": 2, "batch": 8,

@@ -15,7 +15,7 @@ from tests.helpers import make_prepared
 from xraygan.cli import main
 from xraygan.generate import image_seed, load_generator
 from xraygan.training.config import TrainConfig
-from xraygan.training.loop import train
+from xraygan.workflow import train
 
 FAMILY_OPTIONS = {
     "dcgan": {},

@@ -186,7 +186,7 @@ def test_nested_outputs_go_through_the_held_lock(tmp_path):
 
 def test_step_checkpoints_are_written_atomically(tmp_path, monkeypatch):
     from xraygan.training.config import TrainConfig
-    from xraygan.training.loop import train
+    from xraygan.workflow import train
 
     prep = make_prepared(tmp_path / "prepared", size=16, n_per_class=8)
     real_replace = os.replace

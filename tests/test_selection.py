@@ -19,7 +19,7 @@ def data(tmp_path):
 def test_selection_reads_only_training_split_images(data, tmp_path, monkeypatch):
     import xraygan.metrics.features as features
     from xraygan.data.dataset import PreparedDataset
-    from xraygan.training.loop import train
+    from xraygan.workflow import train
 
     ds = PreparedDataset.open(data)
     pix = np.asarray(ds.pixels())
@@ -82,7 +82,7 @@ def test_class_sample_takes_a_seeded_random_subset():
 
 def test_evaluate_run_reports_on_held_out_patients_with_intervals(tmp_path):
     from xraygan.metrics.evaluate import evaluate
-    from xraygan.training.loop import train
+    from xraygan.workflow import train
 
     data = make_prepared(tmp_path / "data80", size=16, n_per_class=80, per_patient=2, split_fracs=(0.2, 0.2))
 

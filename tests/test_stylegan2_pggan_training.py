@@ -12,7 +12,7 @@ from xraygan.errors import XrayganError
 from xraygan.training.config import TrainConfig
 from xraygan.training.family_pggan import PGGANFamily, schedule
 from xraygan.training.family_stylegan2 import StyleGAN2Family
-from xraygan.training.loop import resume_config, train
+from xraygan.workflow import resume_config, train
 
 SG2_OPTS = {"mapping_layers": 2, "channel_base": 128, "channel_max": 16, "r1_interval": 2,
             "ada_interval": 1, "ada_kimg": 0.05, "pl_weight": 1.0, "pl_interval": 2}

@@ -13,7 +13,7 @@ from torch import nn
 from xraygan.cli import main
 from xraygan.training.config import TrainConfig
 from xraygan.training.ema import ema_decay, make_ema, refresh_batchnorm, update_ema
-from xraygan.training.loop import train
+from xraygan.workflow import train
 
 TINY = ["--batch", "8", "--width", "8", "--latent-dim", "16", "--device", "cpu", "-q"]
 

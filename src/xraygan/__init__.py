@@ -4,6 +4,14 @@ The command line (``xraygan``) is a thin layer over these functions, imported la
 ``import xraygan`` stays cheap:
 
 - :func:`xraygan.prepare` -- turn a folder, CSV, DICOM set or MedMNIST npz into a prepared dataset.
+- :class:`xraygan.Run` -- a trained run folder or shipped model: config, metrics, checkpoints, ``sample``.
+
+Layers, lowest first (a module imports only from its own layer or lower; no import cycles;
+``tests/test_architecture.py`` checks it, see ``docs/architecture.md``)::
+
+    base (errors, options, presets, utils) < data < models < augment < training
+      < run (pretrained, run, generate) < metrics < report < workflow < experiments
+      < apps (demo, export) < commands < cli
 """
 from __future__ import annotations
 
@@ -20,10 +28,11 @@ _API = {
     "XrayDataset": "xraygan.data.torch_dataset:XrayDataset",
     "XrayganError": "xraygan.errors:XrayganError",
     "TrainConfig": "xraygan.training.config:TrainConfig",
-    "train": "xraygan.training.loop:train",
+    "train": "xraygan.workflow:train",
     "resume_config": "xraygan.training.loop:resume_config",
     "generate": "xraygan.generate:generate",
     "load_generator": "xraygan.generate:load_generator",
+    "Run": "xraygan.run:Run",
     "load_pretrained": "xraygan.pretrained:load_pretrained",
     "demo": "xraygan.demo:demo",
     "real_vs_synthetic_grid": "xraygan.demo:real_vs_synthetic_grid",

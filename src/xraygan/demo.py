@@ -105,7 +105,7 @@ def demo(out: str | Path = "xraygan-demo", quick: bool = False, steps: int | Non
     """Run the demo into ``out`` (refused if it exists and is not empty, unless ``force``)."""
     from xraygan.generate import generate
     from xraygan.training.config import TrainConfig
-    from xraygan.training.loop import train
+    from xraygan.workflow import train
     from xraygan.data.sample import sample_path
     from xraygan.utils.fs import check_output_dir, is_nonempty_dir, remove_output, write_marker
 

@@ -115,3 +115,20 @@ def powers_of_two_near(size: int, supported: "list[int] | tuple[int, ...]") -> l
     below = [s for s in supported if s < size]
     above = [s for s in supported if s > size]
     return ([max(below)] if below else []) + ([min(above)] if above else [])
+
+
+def model_option(text: str) -> tuple[str, object]:
+    """One ``--model-option KEY=VALUE`` (``-`` in KEY becomes ``_``; VALUE parsed as YAML)."""
+    import yaml
+
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip().replace("-", "_"), yaml.safe_load(value)
+
+
+def model_options(value: object) -> dict:
+    """``--model-option`` pairs, or from a YAML config a mapping or a list of ``KEY=VALUE`` strings."""
+    if isinstance(value, dict):
+        return dict(value)
+    return dict(v if isinstance(v, tuple) else model_option(str(v)) for v in (value or []))

@@ -15,18 +15,11 @@ from __future__ import annotations
 import argparse
 
 from xraygan.options import arg, beta, nonneg_float, nonneg_int, positive_float, positive_int, real, seed
+from xraygan.options import model_option as _model_option
+from xraygan.options import model_options as _model_options
 
 HELP = "train a GAN (DCGAN, ...) on a prepared dataset"
 PRESETS = True
-
-
-def _model_option(text: str) -> tuple[str, object]:
-    import yaml
-
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    return key.strip().replace("-", "_"), yaml.safe_load(value)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -79,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     """Build a TrainConfig from the options, validate it (exit 2 on a bad value) and call xraygan.training.loop.train."""
     from xraygan.errors import UsageError
     from xraygan.training.config import TrainConfig
-    from xraygan.training.loop import resume_config, train
+    from xraygan.training.loop import resume_config
+    from xraygan.workflow import train
 
     if args.resume:
         cfg = resume_config(args.resume, steps=args.steps, max_time=args.max_time, device=args.device, threads=args.threads or None,
@@ -140,10 +134,3 @@ def _splits(value: object) -> tuple[str, ...]:
     """``"train,val"`` (command line) or ``[train, val]`` (YAML config) -> ("train", "val")."""
     items = value if isinstance(value, (list, tuple)) else str(value).split(",")
     return tuple(str(s).strip() for s in items if str(s).strip())
-
-
-def _model_options(value: object) -> dict:
-    """``--model-option`` pairs, or from a YAML config a mapping or a list of ``KEY=VALUE`` strings."""
-    if isinstance(value, dict):
-        return dict(value)
-    return dict(v if isinstance(v, tuple) else _model_option(str(v)) for v in (value or []))

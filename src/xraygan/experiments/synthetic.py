@@ -4,8 +4,8 @@ A :class:`SyntheticSource` answers one question: "give me ``n`` uint8 images of 
 (seeded)". Three kinds:
 
 - ``gan``: one GAN per fold (and per class when the GAN config is per-class), trained by
-  :func:`xraygan.training.train` on that fold's *training* patients only (after ``--real-fraction``),
-  sampled through :mod:`xraygan.generate`. Before use, the GAN's training manifest is checked
+  :func:`xraygan.workflow.train` on that fold's *training* patients only (after ``--real-fraction``),
+  sampled through :class:`xraygan.run.Run`. Before use, the GAN's training manifest is checked
   against the fold's test patients and any overlap is refused.
 - ``oracle``: real training-fold images the classifier did not get (the patients dropped by
   ``--real-fraction``): a perfect "generator", the positive control of the experiment.
@@ -88,8 +88,8 @@ class GanSource:
 
     def _sampler(self, key: int | None):
         if key not in self._samplers:
-            gen = _generate_module()
-            self._samplers[key] = gen.load_generator(self.runs[key], self.checkpoint, device=self.device)
+            run = _run_module().Run(self.runs[key])
+            self._samplers[key] = run.sampler(self.checkpoint, device=self.device)
         return self._samplers[key]
 
     def sample(self, c: int, n: int, seed: int) -> np.ndarray:
@@ -113,20 +113,20 @@ def _to_uint8(imgs) -> np.ndarray:
     return arr
 
 
-def _generate_module():
+def _run_module():
     try:
-        import xraygan.generate as gen  # noqa: PLC0415 - optional until the GAN trainer is installed
+        import xraygan.run as run  # noqa: PLC0415 - optional until the GAN trainer is installed
     except ImportError as e:
-        raise XrayganError(f"--gan-config: the GAN sampler (xraygan.generate) is unavailable ({e}); "
+        raise XrayganError(f"--gan-config: the GAN sampler (xraygan.run) is unavailable ({e}); "
                            "use --gan-config oracle or noise for the controls") from None
-    return gen
+    return run
 
 
 def _training_module():
     """(train, TrainConfig) of the GAN trainer, or a clear error when it is not installed."""
     try:
         from xraygan.training.config import TrainConfig  # noqa: PLC0415
-        from xraygan.training.loop import train  # noqa: PLC0415
+        from xraygan.workflow import train  # noqa: PLC0415
     except ImportError as e:
         raise XrayganError(f"--gan-config: the GAN trainer (xraygan.training) is unavailable ({e}); "
                            "use --gan-config oracle or noise for the controls") from None
@@ -153,9 +153,9 @@ def load_gan_options(spec: str) -> dict:
         raise XrayganError(f"--gan-config {path}: must be a mapping of `xraygan train` options")
     opts = {str(k).replace("-", "_"): v for k, v in opts.items()}
     if "model_option" in opts:  # the `xraygan train` option name (as in presets) -> TrainConfig's field
-        from xraygan.commands.train import _model_options
+        from xraygan.options import model_options
 
-        opts["model_options"] = {**_model_options(opts.pop("model_option")), **opts.get("model_options", {})}
+        opts["model_options"] = {**model_options(opts.pop("model_option")), **opts.get("model_options", {})}
     return opts
 
 
@@ -241,9 +241,9 @@ def train_fold_gans(cfg, ds: PreparedDataset, fold: Fold, out: Path, device) -> 
 
 def _last_step(run: Path) -> int:
     """The last step logged in a run's ``metrics.jsonl`` (the trainer logs the final step)."""
-    from xraygan.training.rundir import RunDir, read_metrics
+    from xraygan.run import Run
 
-    records = read_metrics(RunDir(run))
+    records = Run(run).metrics
     return int(records[-1]["step"]) if records else 0
 
 
@@ -262,7 +262,7 @@ def validate_source(cfg) -> None:
     elif cfg.gan_config != "noise":
         load_gan_options(cfg.gan_config)
         _training_module()
-        _generate_module()
+        _run_module()
 
 
 def make_source(cfg, ds: PreparedDataset, fold: Fold, out: Path, device) -> SyntheticSource:

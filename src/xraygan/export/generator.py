@@ -180,7 +180,7 @@ def export_generator(run: str | Path | None, out: str | Path, fmt: str | None = 
     written atomically; an existing file is refused unless ``force``, and a path inside the run folder
     unless ``inside_run``. Returns ``out``.
     """
-    from xraygan.generate import load_generator
+    from xraygan.run import Run
 
     fmt = resolve_format(fmt, out)
     if (run is None) == (pretrained is None):
@@ -194,11 +194,9 @@ def export_generator(run: str | Path | None, out: str | Path, fmt: str | None = 
     for module in {"safetensors": ["safetensors.torch"], "onnx": ["onnx", "onnxscript"], "pt2": []}[fmt]:
         _require(module, fmt)  # before loading anything: a missing extra fails fast
     if pretrained is not None:
-        from xraygan.pretrained import load_pretrained
-
-        sampler = load_pretrained(pretrained, "cpu")
+        sampler = Run.pretrained(pretrained).sampler(device="cpu")
     else:
-        sampler = load_generator(run, checkpoint, "cpu")
+        sampler = Run(run).sampler(checkpoint, "cpu")
     if protected:
         check_output_file(out, force, [*protected, Path(sampler.checkpoint)], inside_run)
     data = {"safetensors": safetensors_bytes, "onnx": lambda s: onnx_bytes(s, opset), "pt2": pt2_bytes}[fmt](sampler)

@@ -19,7 +19,7 @@ import numpy as np
 
 from xraygan.errors import UsageError, XrayganError
 from xraygan.metrics.features import Extractor, cached_features, default_cache_dir, get_extractor, to_tensor
-from xraygan.utils.pixels import to_uint8_mul_add, to_unit
+from xraygan.utils.pixels import to_uint8, to_uint8_mul_add, to_unit
 
 log = logging.getLogger(__name__)
 
@@ -416,7 +416,7 @@ def evaluate(real: str | Path, fake: str | Path | None = None, *, train: str | P
     A ``run`` scored against a prepared dataset is reported on held-out patients only
     (``report_split``, default on): per class the test split, or val + test when the test split
     has fewer than 200 images of the class (``report_splits`` in the result), with fresh latents
-    (:data:`~xraygan.metrics.training_hook.REPORT_SEED_OFFSET`, never those of checkpoint
+    (:data:`REPORT_SEED_OFFSET`, never those of checkpoint
     selection), per-class n and patient-bootstrap 95% intervals (``ci95``).
     """
     if (fake is None) == (run is None):
@@ -433,8 +433,6 @@ def evaluate(real: str | Path, fake: str | Path | None = None, *, train: str | P
         resized["real"] = [int(real_set.pixels.shape[-1]), eval_size]
         real_set = Images(_resize_pixels(real_set.pixels, eval_size), real_set.labels, real_set.classes)
     if run is not None:
-        from xraygan.metrics.training_hook import sample_run
-
         fake_set, run_info = sample_run(run, checkpoint, real_set, options.get("n", 2000), options.get("seed", 0), options.get("device", "auto"))
     else:
         fake_set, run_info = _open(fake, "--fake"), None
@@ -481,3 +479,48 @@ def _store(res: dict, out, run, run_info) -> dict:
         atomic_write_json(out, res)
         res.setdefault("stored", []).append(str(out))
     return res
+
+
+# --- sampling a run (``evaluate RUN``; the --eval-every hook of metrics.training_hook uses these too) ---
+def labels_like(names: list[str], real: Images, n: int) -> list[int] | None:
+    """Per-image sampler label indices with the real class shares (None: a single-label sampler)."""
+    if len(names) <= 1:
+        return None
+    lower = [c.lower() for c in real.classes]
+    counts = np.array([(real.labels == lower.index(c.lower())).sum() if c.lower() in lower else 0 for c in names], float)
+    if counts.sum() == 0:
+        return [i % len(names) for i in range(n)]
+    per = np.floor(n * counts / counts.sum()).astype(int)
+    per[np.argmax(counts)] += n - per.sum()
+    return [i for i, k in enumerate(per) for _ in range(k)]
+
+
+def to_uint8_pixels(x) -> np.ndarray:
+    """(n, 1, S, S) float in [-1, 1] -> uint8 (n, S, S)."""
+    return to_uint8(x[:, 0]).numpy()
+
+
+def sampler_images(sampler, real: Images, n: int, seed: int) -> Images:
+    """``n`` images from a :class:`xraygan.training.sampler.Sampler` as uint8, labelled by the sampler's names."""
+    names = list(sampler.label_names)
+    labels = labels_like(names, real, n)
+    x = sampler.sample(n, labels, seed=seed)  # (n, 1, S, S) in [-1, 1]
+    pix = to_uint8_pixels(x)
+    lab = np.asarray(labels if labels is not None else [0] * n, np.int64)
+    return Images(pix, lab, names)
+
+
+SELECTION_SEED_OFFSET = 5_000_000  # latents that choose best.pt during training
+REPORT_SEED_OFFSET = 7_000_000  # latents of `evaluate RUN` (fresh: never used by selection)
+
+
+def sample_run(run: str | Path, checkpoint: str, real: Images, n: int, seed: int, device: str) -> tuple[Images, dict]:
+    """Sample ``n`` images from ``run``'s EMA generator at ``checkpoint`` (class shares as in ``real``)."""
+    from xraygan.run import Run
+
+    if not (Path(run) / "config.yaml").is_file():
+        raise XrayganError(f"{run}: not a run folder (no config.yaml); give a folder written by `xraygan train`, or use --fake DIR")
+    sampler = Run(run).sampler(checkpoint, device=device)
+    # synthetic seeds far from generate's defaults, so evaluation never reuses a shown grid
+    imgs = sampler_images(sampler, real, n, seed + REPORT_SEED_OFFSET)
+    return imgs, {"path": str(run), "checkpoint": sampler.checkpoint, "step": int(sampler.step)}

@@ -124,9 +124,10 @@ def get_extractor(name: str = "xray", device="cpu", inception_weights: str | Pat
     if name == "inception":
         return _inception(inception_weights, device, inception_net)
     if name == "radiomics":
-        from xraygan.metrics.radiomics import radiomics_extractor
+        from xraygan.metrics.radiomics import radiomics_network
 
-        return radiomics_extractor()
+        net, fp, dim = radiomics_network()
+        return Extractor("radiomics", net, None, fp, dim, "cpu", batch=64, standardise=True)
     raise XrayganError(f"--features {name}: unknown extractor; choose one of {', '.join(EXTRACTORS)}")
 
 

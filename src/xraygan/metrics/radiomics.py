@@ -46,11 +46,10 @@ def radiomics_features(pixels_u8: np.ndarray, bin_width: float = 8.0) -> np.ndar
     return np.nan_to_num(np.asarray(rows, np.float64))
 
 
-def radiomics_extractor():
-    """An :class:`xraygan.metrics.features.Extractor` computing radiomics features on the CPU."""
+def radiomics_network():
+    """``(net, fingerprint, dim)`` of the radiomics extractor: ``net`` maps (n, 1, H, W) in [-1, 1]
+    to (n, dim) features on the CPU (:func:`xraygan.metrics.features.get_extractor` wraps it)."""
     import torch
-
-    from xraygan.metrics.features import Extractor
 
     _import()
     import radiomics
@@ -61,4 +60,4 @@ def radiomics_extractor():
 
     dim = int(net(torch.zeros(1, 1, 16, 16)).shape[1])
     fp = f"pyradiomics-{radiomics.__version__}-{'-'.join(FEATURE_CLASSES)}-bw8"
-    return Extractor("radiomics", net, None, fp, dim, "cpu", batch=64, standardise=True)
+    return net, fp, dim

@@ -1,8 +1,8 @@
 """Evaluation glue for trained runs: sampling a run for ``xraygan evaluate RUN`` and the
 ``xraygan train --eval-every K`` hook that watches for collapse and keeps ``checkpoints/best.pt``.
 
-The trainer (:mod:`xraygan.training.loop`) imports :func:`make_eval_hook` and calls the returned
-callback with its loop context after every step; the callback acts every K steps.
+The trainer (:mod:`xraygan.training.loop`) is handed :func:`make_eval_hook` (by
+:func:`xraygan.workflow.train`) and calls the returned callback with its loop context after every step; the callback acts every K steps.
 
 What the hook reads (honest selection, issue 12):
 
@@ -37,42 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from xraygan.errors import XrayganError
-from xraygan.metrics.evaluate import Images, _resize_pixels, draw_sample
-from xraygan.utils.pixels import to_uint8
+from xraygan.metrics.evaluate import (REPORT_SEED_OFFSET, SELECTION_SEED_OFFSET, Images, _resize_pixels, draw_sample,  # noqa: F401
+                                      labels_like, sample_run, sampler_images, to_uint8_pixels)
 
 log = logging.getLogger(__name__)
-
-
-def labels_like(names: list[str], real: Images, n: int) -> list[int] | None:
-    """Per-image sampler label indices with the real class shares (None: a single-label sampler)."""
-    if len(names) <= 1:
-        return None
-    lower = [c.lower() for c in real.classes]
-    counts = np.array([(real.labels == lower.index(c.lower())).sum() if c.lower() in lower else 0 for c in names], float)
-    if counts.sum() == 0:
-        return [i % len(names) for i in range(n)]
-    per = np.floor(n * counts / counts.sum()).astype(int)
-    per[np.argmax(counts)] += n - per.sum()
-    return [i for i, k in enumerate(per) for _ in range(k)]
-
-
-def to_uint8_pixels(x) -> np.ndarray:
-    """(n, 1, S, S) float in [-1, 1] -> uint8 (n, S, S)."""
-    return to_uint8(x[:, 0]).numpy()
-
-
-def sampler_images(sampler, real: Images, n: int, seed: int) -> Images:
-    """``n`` images from a :class:`xraygan.generate.Sampler` as uint8, labelled by the sampler's names."""
-    names = list(sampler.label_names)
-    labels = labels_like(names, real, n)
-    x = sampler.sample(n, labels, seed=seed)  # (n, 1, S, S) in [-1, 1]
-    pix = to_uint8_pixels(x)
-    lab = np.asarray(labels if labels is not None else [0] * n, np.int64)
-    return Images(pix, lab, names)
-
-
-SELECTION_SEED_OFFSET = 5_000_000  # latents that choose best.pt during training
-REPORT_SEED_OFFSET = 7_000_000  # latents of `evaluate RUN` (fresh: never used by selection)
 MIN_RECALL_RATIO = 0.05  # the floor of r_min in the selection score
 
 
@@ -85,18 +53,6 @@ def selection_score(fd: float, fd_floor: float, r_min: float) -> float:
     q = fd / max(fd_floor, 1e-12)
     r = r_min if math.isfinite(r_min) else 1.0
     return float(q / max(r, MIN_RECALL_RATIO))
-
-
-def sample_run(run: str | Path, checkpoint: str, real: Images, n: int, seed: int, device: str) -> tuple[Images, dict]:
-    """Sample ``n`` images from ``run``'s EMA generator at ``checkpoint`` (class shares as in ``real``)."""
-    from xraygan.generate import load_generator
-
-    if not (Path(run) / "config.yaml").is_file():
-        raise XrayganError(f"{run}: not a run folder (no config.yaml); give a folder written by `xraygan train`, or use --fake DIR")
-    sampler = load_generator(run, checkpoint, device=device)
-    # synthetic seeds far from generate's defaults, so evaluation never reuses a shown grid
-    imgs = sampler_images(sampler, real, n, seed + REPORT_SEED_OFFSET)
-    return imgs, {"path": str(run), "checkpoint": sampler.checkpoint, "step": int(sampler.step)}
 
 
 class EvalHook:

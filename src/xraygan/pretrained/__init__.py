@@ -13,7 +13,7 @@ holds only what sampling needs, as a plain dict that loads with ``torch.load(...
 
 :func:`export_pretrained` writes such a file from a run checkpoint (``scripts/make_pretrained.py``
 uses it); :func:`load_pretrained` rebuilds the generator through the families registry and returns
-the same :class:`~xraygan.generate.Sampler` that ``xraygan generate`` uses for a run.
+the same :class:`~xraygan.training.sampler.Sampler` that ``xraygan generate`` uses for a run.
 """
 from __future__ import annotations
 
@@ -76,12 +76,12 @@ def available(directory: str | Path = PRETRAINED_DIR) -> list[PretrainedInfo]:
 
 
 def load_pretrained(name: str | Path, device: str = "auto", directory: str | Path = PRETRAINED_DIR) -> Any:
-    """A :class:`~xraygan.generate.Sampler` for shipped model ``name`` (or a pretrained ``.pt`` path)."""
+    """A :class:`~xraygan.training.sampler.Sampler` for shipped model ``name`` (or a pretrained ``.pt`` path)."""
     import torch
 
-    from xraygan.generate import Sampler
     from xraygan.training.config import TrainConfig
     from xraygan.training.families import get_family
+    from xraygan.training.sampler import Sampler
     from xraygan.utils.runtime import resolve_device
 
     path = resolve(name, directory)

@@ -25,9 +25,12 @@ Hooks: ``train(config, callbacks=[...])`` calls ``cb(ctx)`` after every step wit
 :class:`LoopContext` (step, family, EMA generator, run folder, ``ctx.sampler()``,
 ``ctx.save_checkpoint(path)``); a callback may return a dict that is merged into that step's
 ``metrics.jsonl`` record (the record is written when either the logger or a callback has something).
-With ``eval_every > 0`` the trainer also builds the evaluation hook
-``xraygan.metrics.training_hook:make_eval_hook(config, run_dir) -> callback`` (owned by the
-evaluation code; it decides when to act from ``ctx.step`` and may write ``checkpoints/best.pt``).
+With ``eval_every > 0`` the trainer also builds the evaluation callback with the ``eval_hook``
+factory it is given, ``eval_hook(config, run_dir) -> callback`` (the evaluation code's
+``xraygan.metrics.training_hook:make_eval_hook``; it decides when to act from ``ctx.step`` and may
+write ``checkpoints/best.pt``), and at the end calls ``on_finish(run_dir)`` (the model card). This
+module imports neither: :func:`xraygan.workflow.train` (``xraygan.train``, the ``train`` command)
+passes them in, so training sits below generation, metrics and report (see ``docs/architecture.md``).
 """
 from __future__ import annotations
 
@@ -53,6 +56,7 @@ from xraygan.training.ema import ema_decay, make_ema, refresh_batchnorm, update_
 from xraygan.training.families import GANFamily, get_family
 from xraygan.training.rundir import (RunDir, plot_losses, prune_checkpoints, run_lock, save_step_checkpoint, truncate_metrics,
                                      write_run_config)
+from xraygan.training.sampler import Sampler, save_grid
 from xraygan.training.tracking import Tracker
 from xraygan.utils.pixels import to_signed
 from xraygan.utils.runtime import resolve_device, seed_everything
@@ -65,6 +69,7 @@ LOSS_LIMIT_STEPS = 50  # ... for this many steps in a row counts as divergence (
 ROLLBACK_LR_FACTOR = 0.5  # learning rates are multiplied by this at each rollback
 GRID_COLUMNS = 8
 Callback = Callable[["LoopContext"], Optional[dict]]
+EvalHookFactory = Callable[[TrainConfig, Path], Callback]  # (config, run folder) -> the --eval-every callback
 
 
 @dataclass
@@ -187,9 +192,7 @@ class LoopContext:
         return save_checkpoint(path or self.run.latest, self.state())
 
     def sampler(self):
-        """A :class:`xraygan.generate.Sampler` over the current (EMA) generator."""
-        from xraygan.generate import Sampler
-
+        """A :class:`xraygan.training.sampler.Sampler` over the current (EMA) generator."""
         self.refresh_ema()
         return Sampler(self.family, self.generator, self.data.classes, self.data.n_classes, self.run.root, "in-training", self.step)
 
@@ -298,8 +301,6 @@ class _StopFlag:
 
 def write_sample_grid(ctx: LoopContext, path: Path) -> None:
     """Fixed-latent grid: one row per class (4 rows when unconditional), 8 columns."""
-    from xraygan.generate import save_grid
-
     rows = ctx.data.n_classes or 4
     gen = torch.Generator().manual_seed(ctx.cfg.seed + 4242)  # the same latents at every step
     fam = ctx.family
@@ -325,12 +326,11 @@ def _checkpoint(ctx: LoopContext) -> None:
     plot_losses(ctx.run)
 
 
-def _eval_hook(cfg: TrainConfig, run: RunDir) -> Callback:
-    try:
-        from xraygan.metrics.training_hook import make_eval_hook  # owned by the evaluation code
-    except ImportError:
-        raise XrayganError("--eval-every needs xraygan's evaluation module (xraygan.metrics.training_hook), which is not installed") from None
-    return make_eval_hook(cfg, run.root)
+def _eval_hook(cfg: TrainConfig, run: RunDir, factory: EvalHookFactory | None) -> Callback:
+    if factory is None:
+        raise XrayganError("--eval-every needs an evaluation hook: train with xraygan.train (xraygan.workflow.train), which passes "
+                           "xraygan.metrics.training_hook.make_eval_hook, or pass eval_hook= to xraygan.training.loop.train")
+    return factory(cfg, run.root)
 
 
 class _Meter:
@@ -446,8 +446,12 @@ def _rollback(ctx: LoopContext, reason: str, at_step: int) -> None:
         ctx.tracker.log(good_step, {"rollback": ctx.rollbacks, "diverged_at": at_step, "reason": reason, "lr_scale": ctx.lr_scale, **lrs})
 
 
-def train(config: TrainConfig | dict, resume: bool = False, callbacks: list[Callback] | None = None) -> Path:
+def train(config: TrainConfig | dict, resume: bool = False, callbacks: list[Callback] | None = None,
+          eval_hook: EvalHookFactory | None = None, on_finish: Callable[[Path], Any] | None = None) -> Path:
     """Train a GAN as ``config`` says and return the run folder (see the module docstring).
+
+    ``eval_hook`` builds the ``--eval-every`` callback and ``on_finish`` runs on the run folder at
+    the end (rank 0); :func:`xraygan.workflow.train` passes the evaluation hook and the model card.
 
     With ``resume=True``, ``config.out`` is an existing run continued from ``checkpoints/latest.pt``
     (build the config with :func:`resume_config`). The run folder is locked for the whole call (one
@@ -458,18 +462,19 @@ def train(config: TrainConfig | dict, resume: bool = False, callbacks: list[Call
 
     cfg = TrainConfig.from_dict(config) if isinstance(config, dict) else config
     if not cfg.out or int(os.environ.get("RANK", "0")) != 0:
-        return _train_locked(cfg, resume, callbacks)
+        return _train_locked(cfg, resume, callbacks, eval_hook, on_finish)
     with run_lock(cfg.out, inputs=[] if resume else [cfg.data]):
-        return _train_locked(cfg, resume, callbacks)
+        return _train_locked(cfg, resume, callbacks, eval_hook, on_finish)
 
 
-def _train_locked(config: TrainConfig | dict, resume: bool = False, callbacks: list[Callback] | None = None) -> Path:
+def _train_locked(config: TrainConfig | dict, resume: bool = False, callbacks: list[Callback] | None = None,
+                  eval_hook: EvalHookFactory | None = None, on_finish: Callable[[Path], Any] | None = None) -> Path:
     """The body of :func:`train`, run while holding the run folder's lock."""
     from tqdm import tqdm
 
     cfg = TrainConfig.from_dict(config) if isinstance(config, dict) else config
     ctx = _setup(cfg, resume)
-    callbacks = list(callbacks or []) + ([_eval_hook(cfg, ctx.run)] if cfg.eval_every > 0 and ctx.dist.is_main else [])
+    callbacks = list(callbacks or []) + ([_eval_hook(cfg, ctx.run, eval_hook)] if cfg.eval_every > 0 and ctx.dist.is_main else [])
     fam, data = ctx.family, ctx.data
     if ctx.step >= cfg.steps:
         log.info("%s is already at step %d (--steps %d); nothing to do", ctx.run.root, ctx.step, cfg.steps)
@@ -534,10 +539,8 @@ def _train_locked(config: TrainConfig | dict, resume: bool = False, callbacks: l
                 break
         bar.close()
         _finish(ctx)
-    if main:
-        from xraygan.report.model_card import write_model_card
-
-        write_model_card(ctx.run.root)
+    if main and on_finish is not None:
+        on_finish(ctx.run.root)
     shutdown(ctx.dist)
     log.info("run %s at step %d of %d (%.0f s); checkpoint %s", ctx.run.root, ctx.step, cfg.steps, ctx.elapsed, ctx.run.latest)
     return ctx.run.root
