@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--fractions", default="0.1,1.0", help="real fractions to run")
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=1, help="fresh patient-grouped partitions (issue 13)")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -67,7 +68,7 @@ def main() -> None:
     for frac in [float(f) for f in args.fractions.split(",")]:
         cfg = ExperimentConfig(
             prepared=str(prep), out=str(args.work / f"fraction{frac:g}"), gan_config=str(gan_cfg),
-            arms=("real", "real+synthetic"), ratios=(1.0,), folds=args.folds, seeds=args.seeds, real_fraction=frac,
+            arms=("real", "real+synthetic"), ratios=(1.0,), folds=args.folds, seeds=args.seeds, repeats=args.repeats, real_fraction=frac,
             classifier=ClassifierConfig(classifier="small", input_size=64, batch=32,
                                         **({"epochs": args.epochs} if args.epochs else {"steps": args.steps})),
             device=args.device)

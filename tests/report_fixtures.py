@@ -96,21 +96,24 @@ def make_run(root: Path, with_eval: bool = True, steps: int = 40, every: int = 1
     return root
 
 
-def make_experiment(root: Path, prepared: Path | None = None) -> Path:
-    """An experiment folder as ``xraygan experiment`` writes it: results.json, verdicts.txt, roc.png, ci.png."""
+def make_experiment(root: Path, prepared: Path | None = None, verdict: str = "no detectable difference") -> Path:
+    """An experiment folder as ``xraygan experiment`` writes it: results.json, verdicts.txt, roc.png, ci.png.
+
+    The default is a results format 1 folder (verdict "no detectable difference"); a verdict word
+    of issue 13 (improves, harms, equivalent, inconclusive) gives format 2."""
     root = Path(root)
     root.mkdir(parents=True)
     ci = lambda v, w=0.04: {"value": v, "lo": v - w, "hi": v + w}  # noqa: E731
     metrics = lambda auc: {"auc": ci(auc), "accuracy": ci(auc - 0.05), "sensitivity": ci(0.9)}  # noqa: E731
     arm = lambda auc: {"arm": "real", "ratio": None, "units": [], "fold_auc_mean": auc, "fold_auc_sd": 0.02,  # noqa: E731
                        "fold_tests": metrics(auc), "test_sets": {"test": metrics(auc - 0.01)}, "wall_s": 10.0}
-    text = "real: AUC 0.810\nreal+synthetic x1: NO DETECTABLE DIFFERENCE compared with real.\n"
+    text = f"real: AUC 0.810\nreal+synthetic x1: {verdict.upper()} compared with real.\n"
     results = {
-        "format": "xraygan-experiment-results", "format_version": 1,
+        "format": "xraygan-experiment-results", "format_version": 1 if verdict == "no detectable difference" else 2,
         "protocol": {"config": {"prepared": str(prepared or root / "missing"), "out": str(root), "folds": 5, "seeds": 3},
                      "classes": ["NORMAL", "PNEUMONIA"], "positive_class": "PNEUMONIA"},
         "arms": {"real": arm(0.81), "real+synthetic x1": arm(0.83)},
-        "comparisons": {"real+synthetic x1": {"fold_auc_differences": [0.01, 0.03], "verdict": "no detectable difference",
+        "comparisons": {"real+synthetic x1": {"fold_auc_differences": [0.01, 0.03], "verdict": verdict,
                                               "alpha": 0.05, "because": "corrected t-test p=0.21; DeLong p=0.30"}},
         "verdicts_text": text,
     }

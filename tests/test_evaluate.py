@@ -124,8 +124,11 @@ def test_feature_cache_is_keyed_by_content_and_extractor(tmp_path):
 
 
 def test_head_mapping():
+    from xraygan.metrics.encoder import SHIPPED_CLASS_GROUPS
+
     head = ["normal", "bacteria", "virus"]
-    assert head_mapping(head, ["NORMAL", "PNEUMONIA"]) == {0: {0}, 1: {1, 2}}
+    assert head_mapping(head, ["NORMAL", "PNEUMONIA"], SHIPPED_CLASS_GROUPS) == {0: {0}, 1: {1, 2}}
+    assert head_mapping(head, ["NORMAL", "PNEUMONIA"]) is None  # no class names built in: they come from the encoder
     assert head_mapping(head, ["normal", "virus"]) == {0: {0}, 1: {2}}
     assert head_mapping(head, ["cat", "dog"]) is None
 

@@ -1,4 +1,5 @@
-"""The experiment: folds, leakage refusal, classifiers, every arm and option, resume, CLI."""
+"""The experiment: folds, repeats, leakage refusal, classifiers, every arm and option, resume, Holm and
+verdict wiring, documented results.json keys, CLI."""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,8 @@ from xraygan.errors import XrayganError
 from xraygan.experiments import folds as F
 from xraygan.experiments.classifier import ClassifierConfig, classic_augment, predict_scores, train_classifier
 from xraygan.experiments.runner import ExperimentConfig, run_experiment, synthetic_counts
-from xraygan.experiments.stats import VERDICTS, auc_score
+from xraygan.experiments import stats
+from xraygan.experiments.stats import VERDICT_WORDS, auc_score
 from xraygan.experiments.synthetic import NoiseSource, OracleSource, gan_training_patients
 from xraygan.models.classifiers import build_classifier
 
@@ -173,7 +175,10 @@ def test_every_arm_and_option_end_to_end(tiny_prepared, tmp_path):
     assert u["n_synthetic"] == [2 * n for n in u["n_real"]]
     assert res["arms"]["synthetic"]["units"][0]["n_synthetic"] == res["arms"]["synthetic"]["units"][0]["n_real"]
     for c in res["comparisons"].values():
-        assert c["verdict"] in VERDICTS and c["corrected_ttest"]["n_runs"] == 4
+        tt = c["corrected_ttest"]
+        assert c["verdict"] in VERDICT_WORDS and (tt["n_repeats"], tt["n_folds"], tt["n_seeds"], tt["df"]) == (1, 2, 2, 1)
+        assert np.asarray(c["fold_auc_differences"]).shape == (1, 2, 2)
+        assert "minimum detectable effect" in c["because"] and f"{c['n_patients']} patients" in c["because"]
     saved = json.loads((out / "results.json").read_text())
     assert saved["protocol"]["config"]["real_fraction"] == 0.5 and "verdicts_text" in saved
     for name in ("roc.png", "ci.png", "verdicts.txt"):
@@ -223,8 +228,8 @@ def test_resume_skips_finished_units(tiny_prepared, tmp_path):
     assert again["units_run_this_invocation"] == 1
     now = {p.name: p.stat().st_mtime_ns for p in (out / "units").glob("*.json")}
     assert {k for k in now if now[k] != mtimes.get(k)} == {victim}
-    assert again["comparisons"]["real+classic"]["fold_auc_differences"] == pytest.approx(
-        first["comparisons"]["real+classic"]["fold_auc_differences"])  # same seeds, same numbers
+    np.testing.assert_allclose(np.asarray(again["comparisons"]["real+classic"]["fold_auc_differences"], float),
+                               np.asarray(first["comparisons"]["real+classic"]["fold_auc_differences"], float))  # same seeds, same numbers
     with pytest.raises(XrayganError, match="different options"):
         run_experiment(_cfg(tiny_prepared, out, folds=3), progress=False)
 
@@ -234,14 +239,110 @@ def test_cli_runs_the_experiment(tiny_prepared, tmp_path, capsys):
 
     out = tmp_path / "cli"
     rc = main(["experiment", str(tiny_prepared), "--gan-config", "noise", "--out", str(out), "--arms", "real,real+synthetic",
-               "--ratios", "1", "--folds", "2", "--seeds", "2", "--steps", "3", "--input-size", "16", "--bootstrap", "20", "-q"])
+               "--ratios", "1", "--folds", "2", "--seeds", "2", "--steps", "3", "--input-size", "16", "--bootstrap", "20",
+               "--margin", "0.02", "--repeats", "1", "-q"])
     assert rc == 0
-    assert "real+synthetic x1:" in capsys.readouterr().out
-    assert (out / "results.json").is_file()
+    printed = capsys.readouterr().out
+    assert "real+synthetic x1:" in printed and any(w.upper() in printed for w in VERDICT_WORDS)
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["protocol"]["margin"] == 0.02 and saved["comparisons"]["real+synthetic x1"]["tost"]["margin"] == 0.02
     rc = main(["experiment", str(tiny_prepared), "--gan-config", "missing.yaml", "--out", str(tmp_path / "x"),
                "--arms", "synthetic", "--folds", "2", "--seeds", "2", "--steps", "2", "--input-size", "16", "-q"])
     assert rc == 1  # a missing input file
     assert "missing.yaml" in capsys.readouterr().err
+
+
+# --- repeats, Holm and the verdict wiring (issue 13) ---------------------------------------------
+def test_repeats_resume_an_older_folder_and_holm_wires_the_verdicts(tiny_prepared, tmp_path):
+    out = tmp_path / "rep"
+    arms = ("real", "real+classic", "real+synthetic")
+    one = run_experiment(_cfg(tiny_prepared, out, arms=arms, seeds=1), progress=False)
+    ds = PreparedDataset.open(tiny_prepared)
+    assert [f["test_patients"] for f in one["protocol"]["folds"]] == [  # repetition 0 is the partition of before
+        sorted(set(ds.patients[f.test])) for f in F.make_folds(ds, 2, seed=0)]
+    # make the folder look like one written before --repeats (format 1): it is still read and resumed
+    proto = json.loads((out / "protocol.json").read_text())
+    proto.pop("format_version")
+    (out / "protocol.json").write_text(json.dumps(proto))
+    for p in (out / "units").glob("*.json"):
+        rec = json.loads(p.read_text())
+        rec.pop("repeat"), rec.pop("real_fraction")
+        p.write_text(json.dumps(rec))
+    two = run_experiment(_cfg(tiny_prepared, out, arms=arms, seeds=1, repeats=2), progress=False)
+    assert two["units_run_this_invocation"] == 2 * 3  # only repetition 1's units; repetition 0 is reused
+    assert two["format_version"] == 2 and json.loads((out / "results.json").read_text())["format_version"] == 2
+    assert sorted(p.name for p in (out / "units").glob("repeat1_*")) == sorted(
+        f"repeat1_fold{k}_seed0_{a.replace('real+synthetic', 'real+synthetic_x1')}.json" for k in range(2) for a in arms)
+    folds = two["protocol"]["folds"]
+    assert [(f["repeat"], f["index"]) for f in folds] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert {tuple(f["test_patients"]) for f in folds[:2]} != {tuple(f["test_patients"]) for f in folds[2:]}  # a fresh partition
+    for r in range(2):  # each repetition tests every train+val patient once
+        assert sorted(p for f in folds if f["repeat"] == r for p in f["test_patients"]) == sorted(set(ds.patients[ds.indices(split=("train", "val"))]))
+    assert {(u["repeat"], u["fold"], u["seed"]) for u in two["arms"]["real"]["units"]} == {(r, k, 0) for r in range(2) for k in range(2)}
+    comps = two["comparisons"]
+    raw = [c["p_raw"] for c in comps.values()]
+    assert [c["p_holm"] for c in comps.values()] == pytest.approx(list(stats.holm(raw)))
+    for c in comps.values():
+        tt = c["corrected_ttest"]
+        assert (tt["n_repeats"], tt["n_folds"], tt["df"], c["n_comparisons"]) == (2, 2, 3, 2) and tt["p"] == c["p_raw"]
+        held = {k: stats.DeLongResult(**v) for k, v in c["delong_test_sets"].items()}
+        assert (c["verdict"], c["verdict_reason"]) == stats.decide(tt["mean"], c["p_holm"], tt["lo90"], tt["hi90"], margin=0.01,
+                                                                  held_out=held)
+        assert c["minimum_detectable_effect"] == pytest.approx(stats.minimum_detectable_effect(tt["se"]))
+    n_train = np.mean([len(f["train_patients"]) for f in folds])  # real fraction 1: nothing dropped
+    assert two["protocol"]["ttest_n_train"] == pytest.approx(n_train)
+
+
+def test_margin_and_repeats_are_checked(tiny_prepared, tmp_path):
+    with pytest.raises(XrayganError, match="--margin"):
+        run_experiment(_cfg(tiny_prepared, tmp_path / "m", margin=0.0), progress=False)
+    with pytest.raises(XrayganError, match="--repeats"):
+        run_experiment(_cfg(tiny_prepared, tmp_path / "r", repeats=0), progress=False)
+
+
+def test_verdict_text_explains_p_values_that_seem_to_disagree():
+    from xraygan.experiments.summary import _because
+
+    tt = stats.corrected_repeated_cv_ttest([[0.03, 0.025, 0.035, 0.03, 0.028]], n_train=100, n_test=10)
+    assert tt.p < 0.05
+    counts = {"n_patients": 60, "n_images": 120, "held_out": {"test": {"n_patients": 10, "n_images": 20}}}
+    strong = stats.DeLongResult(0.8, 0.83, 0.03, 0.005, 6.0, 1e-9, 0.02, 0.04)
+    text = _because("inconclusive", "not significant", tt, 0.09, 3, strong, {"test": None}, counts, 0.05)
+    assert "not after Holm's adjustment" in text and "secondary test" in text and "test: not available" in text
+    assert "60 patients, 120 images" in text and "held-out test: 10 patients, 20 images" in text
+    weak = stats.DeLongResult(0.8, 0.81, 0.01, 0.02, 0.5, 0.6, -0.03, 0.05)
+    assert "not significant alone" in _because("improves", "Holm-adjusted p=0.01 < 0.05", tt, 0.01, 1, weak, {}, counts, 0.05)
+
+
+def _documented_keys() -> list[str]:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "experiment.md").read_text()
+    block = text.split("**results.json keys**", 1)[1].split("\n\n", 1)[0]
+    import re
+
+    return re.findall(r"^- `([^`]+)`", block, flags=re.M)
+
+
+def _resolve(obj, parts: list[str]) -> list:
+    """Every value at a dotted path; ``<name>`` matches every key of a dict."""
+    if not parts:
+        return [obj]
+    head, rest = parts[0], parts[1:]
+    assert isinstance(obj, dict), (head, type(obj))
+    if head.startswith("<"):
+        assert obj, head
+        return [v for val in obj.values() for v in _resolve(val, rest)]
+    assert head in obj, head
+    return _resolve(obj[head], rest)
+
+
+def test_documented_results_keys_exist(tiny_prepared, tmp_path):
+    keys = _documented_keys()
+    assert len(keys) > 20 and "comparisons.<label>.p_holm" in keys
+    out = tmp_path / "doc"
+    run_experiment(_cfg(tiny_prepared, out, arms=("real", "real+classic"), seeds=1), progress=False)
+    saved = json.loads((out / "results.json").read_text())
+    for key in keys:
+        assert _resolve(saved, key.split(".")), key
 
 
 # --- the GAN source (xraygan.training + xraygan.generate) ---------------------------------------

@@ -369,3 +369,26 @@ def test_yaml_config_value_with_a_carriage_return_gives_one_line(tmp_path, capsy
     rc = main(["train", "--config", str(cfg), "--print-config"])
     err = capsys.readouterr().err.strip()
     assert rc != 0 and len(err.splitlines()) == 1 and "size" in err, err
+
+
+# --- control characters in file and class names (found by the slow folder-layout fuzzer) -------------
+
+def test_carriage_return_in_a_file_name_keeps_one_manifest_row_per_image(tmp_path):
+    from xraygan.data.dataset import PreparedDataset
+
+    save_png(tmp_path / "src" / "NORMAL" / "\r.png", gray8(1, (8, 8)))
+    save_png(tmp_path / "src" / "PNEUMONIA" / "a\rb.png", gray8(2, (8, 8)))
+    assert main(["prepare", str(tmp_path / "src"), str(tmp_path / "out"), "--size", "8", "-q"]) == 0
+    ds = PreparedDataset.open(tmp_path / "out")
+    assert len(ds) == len(ds.pixels()) == 2
+    assert sorted(r["source"] for r in ds.rows) == ["NORMAL/\r.png", "PNEUMONIA/a\rb.png"]
+
+
+def test_newline_in_a_file_or_class_name_gives_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "src" / "NORMAL").mkdir(parents=True)
+    (tmp_path / "src" / "NORMAL" / "\n.png").write_bytes(b"")  # empty file: refused, naming it
+    save_png(tmp_path / "src" / "a\nb" / "x.png", gray8(3, (8, 8)))
+    assert main(["prepare", str(tmp_path / "src"), str(tmp_path / "out"), "--size", "8", "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "\\n.png" in err
+    assert not (tmp_path / "out").exists()

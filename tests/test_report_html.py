@@ -100,6 +100,14 @@ def test_experiment_report(tmp_path):
     assert "protocol config" in html and "Samples over training time" not in html  # not a run
 
 
+@pytest.mark.parametrize("word", ["improves", "harms", "equivalent", "inconclusive"])
+def test_experiment_report_shows_the_issue13_verdict_words(tmp_path, word):
+    exp = make_experiment(tmp_path / "exp", verdict=word)
+    html = render_report(exp)
+    assert f'class="badge {word}">{word}</span>' in html and f".{word}{{background:" in html
+    assert f"<td>verdict: real+synthetic x1 vs real</td><td>{word}</td>" in html
+
+
 def test_missing_parts_say_not_available(tmp_path):
     run = tmp_path / "bare"
     run.mkdir()

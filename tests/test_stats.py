@@ -132,22 +132,6 @@ def test_corrected_ttest_needs_two_runs():
         stats.corrected_ttest([0.1], 10, 2)
 
 
-def test_verdict_rules():
-    pos = stats.corrected_ttest([0.10, 0.12, 0.11, 0.09], 30, 10)
-    neg = stats.corrected_ttest([-0.10, -0.12, -0.11, -0.09], 30, 10)
-    flat = stats.corrected_ttest([0.05, -0.04, 0.02, -0.03], 30, 10)
-    good = stats.DeLongResult(0.7, 0.8, 0.1, 0.02, 5.0, 1e-6, 0.06, 0.14)
-    bad = stats.DeLongResult(0.8, 0.7, -0.1, 0.02, -5.0, 1e-6, -0.14, -0.06)
-    weak = stats.DeLongResult(0.7, 0.72, 0.02, 0.05, 0.4, 0.69, -0.08, 0.12)
-    assert stats.verdict(pos, good)["verdict"] == "improves"
-    assert stats.verdict(pos, good, {"test": weak})["verdict"] == "improves"
-    assert stats.verdict(neg, bad)["verdict"] == "harms"
-    assert stats.verdict(flat, good)["verdict"] == "no detectable difference"
-    assert stats.verdict(pos, weak)["verdict"] == "no detectable difference"
-    assert stats.verdict(pos, good, {"test": bad})["verdict"] == "no detectable difference"
-    assert stats.verdict(pos, bad)["verdict"] == "no detectable difference"
-
-
 def test_stratified_delong_one_stratum_equals_paired():
     y, a, b = _data(8)
     one, paired = stats.delong_stratified([(y, a, b)]), stats.delong_paired(y, a, b)

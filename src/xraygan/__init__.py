@@ -28,6 +28,7 @@ _API = {
     "XrayDataset": "xraygan.data.torch_dataset:XrayDataset",
     "XrayganError": "xraygan.errors:XrayganError",
     "TrainConfig": "xraygan.training.config:TrainConfig",
+    "config_from_options": "xraygan.training.config:config_from_options",
     "train": "xraygan.workflow:train",
     "resume_config": "xraygan.training.loop:resume_config",
     "generate": "xraygan.generate:generate",

@@ -42,7 +42,7 @@ COMMANDS: dict[str, str] = {
     "export": "xraygan.commands.export",
 }
 
-_COMMON = {"config", "print_config", "preset", "command", "_run", "verbose", "quiet"}
+_COMMON = {"config", "print_config", "preset", "command", "_run", "_check", "verbose", "quiet"}
 
 EXIT_CODES = """exit status:
   0    success
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
             g.add_argument("--preset", metavar="NAME", help="start from a shipped preset (list them with `xraygan presets`)")
         g.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
         g.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
-        sp.set_defaults(_run=mod.run)
+        sp.set_defaults(_run=mod.run, _check=getattr(mod, "check", None))
     return parser
 
 
@@ -106,6 +106,12 @@ def _load_yaml_options(path: Path, sp: argparse.ArgumentParser, what: str) -> di
         raise UsageError(f"{what} {path} is not a usable config: its values are nested too deeply") from None
     if not isinstance(data, dict):
         raise UsageError(f"{what} {path} must be a mapping of option names to values")
+    if data.get("format") == "xraygan-run":  # a run's config.yaml: its training options reproduce the run
+        from xraygan.training.config import options_from_run_config
+
+        data = options_from_run_config(data)
+        data["model_option"] = data.pop("model_options", None) or {}
+        data["force"] = False  # never replace a folder because the original run was started with --force
     actions = {a.dest: a for a in sp._actions}
     out = {}
     for key, value in data.items():
@@ -122,8 +128,11 @@ def _load_yaml_options(path: Path, sp: argparse.ArgumentParser, what: str) -> di
 def _convert(action: argparse.Action, value: Any) -> Any:
     """A config-file value checked and converted as argparse would check the same value typed."""
     if isinstance(action, argparse._AppendAction):
-        # a repeatable KEY=VALUE option may be written as a mapping; the command line appends to it
-        items = [f"{k}={v}" for k, v in value.items()] if isinstance(value, dict) else list(value or [])
+        # a repeatable KEY=VALUE option may be written as a mapping (its values keep their YAML types);
+        # the command line appends to it
+        if isinstance(value, dict):
+            return [(str(k).replace("-", "_"), v) for k, v in value.items()]
+        items = list(value or [])
         return [action.type(str(v)) if action.type else v for v in items]
     if value is None or isinstance(value, (list, dict)) or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
         return value  # list-valued options (experiment --ratios, --arms) take YAML lists as they are
@@ -221,6 +230,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
     if args.print_config:
+        try:
+            if args._check is not None:  # the command's own checks (e.g. train: TrainConfig and family options)
+                args._check(args)
+        except XrayganError as e:
+            print(f"xraygan {args.command}: error: {e}", file=sys.stderr)
+            return 2 if isinstance(e, UsageError) else 1
         print(yaml.safe_dump(resolved_options(args), sort_keys=False), end="")
         return 0
     try:

@@ -118,17 +118,16 @@ def powers_of_two_near(size: int, supported: "list[int] | tuple[int, ...]") -> l
 
 
 def model_option(text: str) -> tuple[str, object]:
-    """One ``--model-option KEY=VALUE`` (``-`` in KEY becomes ``_``; VALUE parsed as YAML)."""
-    import yaml
-
+    """One ``--model-option KEY=VALUE`` (``-`` in KEY becomes ``_``). VALUE stays text: the family
+    parses it by the option's declared type (:mod:`xraygan.training.family_options`), not as YAML."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     key, value = text.split("=", 1)
-    return key.strip().replace("-", "_"), yaml.safe_load(value)
+    return key.strip().replace("-", "_"), value.strip()
 
 
 def model_options(value: object) -> dict:
     """``--model-option`` pairs, or from a YAML config a mapping or a list of ``KEY=VALUE`` strings."""
     if isinstance(value, dict):
-        return dict(value)
+        return {str(k).replace("-", "_"): v for k, v in value.items()}
     return dict(v if isinstance(v, tuple) else model_option(str(v)) for v in (value or []))

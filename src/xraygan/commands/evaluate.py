@@ -22,13 +22,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from xraygan.metrics.registry import METRICS
 from xraygan.options import arg, positive_int, seed
 
 HELP = "measure synthetic X-rays against real ones (FD, KID, PRDC, SSIM, memorisation) beside the real-vs-real floor"
 
-ROWS = (("fd", "Frechet distance", "lower"), ("kid", "KID", "lower"), ("precision", "precision (k=3)", "higher"),
-        ("recall", "recall (k=3)", "higher"), ("density", "density (k=5)", "~1"), ("coverage", "coverage (k=5)", "higher"),
-        ("ssim", "mean SSIM (diversity)", "near real"))
+# the rows of the printed table: (key, label, better), from the metric registry
+ROWS = tuple((key, METRICS[key].label, METRICS[key].better) for key in ("fd", "kid", "precision", "recall", "density", "coverage", "ssim"))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,12 +1,14 @@
 """Test honestly whether synthetic images help a classifier.
 
-Patient-grouped stratified k-fold over PREPARED's train and val patients x several seeds; arms
+Patient-grouped stratified k-fold over PREPARED's train and val patients (--repeats fresh
+partitions) x several seeds; arms
 `real`, `real+classic` (rotation, shift, contrast; no flip), `real+synthetic` at each ratio and
 `synthetic` only (train on synthetic, test on real). One GAN per fold, trained on that fold's
 training patients only (refused if it saw any test patient). Every metric gets a patient-level
-bootstrap 95% CI; every arm is compared with `real` by a paired DeLong test and the corrected
-resampled t-test (Nadeau & Bengio 2003), which decide a plain-language verdict. Re-running with
-the same --out skips finished units.
+bootstrap 95% CI; every arm is compared with `real` by the corrected repeated k-fold t-test
+(Nadeau & Bengio 2003; seeds averaged within a fold), Holm-adjusted across the experiment's
+comparisons, and a patient-clustered DeLong test; the verdict is improves, harms, equivalent
+(within --margin) or inconclusive. Re-running with the same --out skips finished units.
 
 --gan-config oracle (real held-back training images; needs --real-fraction < 1) and noise are the
 positive and negative controls of the protocol.
@@ -50,7 +52,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ratios", type=_floats, default="0.5,1,2", help="synthetic images per real image, per class, for real+synthetic")
     p.add_argument("--balance", action="store_true", help="add synthetic images only to minority classes (at most up to the majority count)")
     p.add_argument("--folds", type=arg(integer(2, what="folds split the patients in two or more parts")), default=5, help="patient-grouped stratified folds")
-    p.add_argument("--seeds", type=arg(positive_int), default=3, help="classifier seeds per fold")
+    p.add_argument("--seeds", type=arg(positive_int), default=3, help="classifier seeds per fold (averaged within a fold before testing)")
+    p.add_argument("--repeats", type=arg(positive_int), default=1,
+                   help="repetitions of the k-fold split, each a fresh seeded patient-grouped partition (more repeats, more power)")
+    p.add_argument("--margin", type=arg(positive_float), default=0.01,
+                   help="equivalence margin in AUC: 'equivalent' when the 90%% CI of the difference lies within +-MARGIN (TOST)")
     p.add_argument("--real-fraction", type=arg(fraction), default=1.0, help="fraction of each fold's training patients kept (low-data regime, e.g. 0.1)")
     p.add_argument("--epochs", type=arg(positive_int), default=10, help="classifier training length in epochs of the fold's real training images; "
                    "every arm takes that same number of optimiser steps, so arms differ only in their data")
@@ -76,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = ExperimentConfig(
         prepared=str(args.prepared), out=str(args.out), gan_config=str(args.gan_config),
         test=str(args.test) if args.test else None, arms=tuple(arms), ratios=tuple(ratios), balance=args.balance,
-        folds=args.folds, seeds=args.seeds, real_fraction=args.real_fraction, fold_seed=args.fold_seed,
+        folds=args.folds, seeds=args.seeds, repeats=args.repeats, margin=args.margin, real_fraction=args.real_fraction, fold_seed=args.fold_seed,
         classifier=ClassifierConfig(classifier=args.classifier, input_size=args.input_size, epochs=args.epochs,
                                     steps=args.steps, batch=args.batch, lr=args.lr, imagenet_weights=args.imagenet_weights),
         gan_steps=args.gan_steps, device=args.device, n_boot=args.bootstrap,

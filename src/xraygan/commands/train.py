@@ -17,7 +17,10 @@ import argparse
 from xraygan.options import arg, beta, nonneg_float, nonneg_int, positive_float, positive_int, real, seed
 from xraygan.options import model_option as _model_option
 from xraygan.options import model_options as _model_options
+from xraygan.training.config import TrainConfig
+from xraygan.training.family_options import FAMILIES, check_model
 
+_D = TrainConfig()  # the defaults shown by --help are TrainConfig's, stated once
 HELP = "train a GAN (DCGAN, ...) on a prepared dataset"
 PRESETS = True
 
@@ -27,43 +30,46 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", nargs="?", help="prepared dataset folder (from `xraygan prepare`); not needed with --resume")
     p.add_argument("--out", help="run folder to create (refused if it exists, unless --force)")
     p.add_argument("--resume", metavar="RUN", help="continue RUN from checkpoints/latest.pt (its saved options apply; --steps/--max-time/--device may change)")
-    p.add_argument("--model", default="dcgan", help="GAN family: dcgan, dcgan-tutorial (the PyTorch tutorial's networks), and any registered in xraygan.training.families")
+    p.add_argument("--model", default=_D.model, type=arg(check_model),
+                   help=f"GAN family: {', '.join(FAMILIES)} (dcgan-tutorial: the PyTorch tutorial's networks); list a family's options with --help-options")
+    p.add_argument("--help-options", action="store_true", help="list the --model-option keys of --model (type, range, default, help) and exit")
     p.add_argument("--size", type=arg(positive_int), help="training size in pixels (power of two, at most the prepared size); default: the prepared size")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--conditional", action="store_true", help="one model for all classes (label embedding in G, projection D)")
     g.add_argument("--label", help="train on this one class only (an unconditional model per class)")
-    p.add_argument("--split", default="train", help="split(s) to train on, comma-separated (train, val, test)")
-    p.add_argument("--loss", choices=["bce", "hinge"], default="bce", help="non-saturating BCE (with --smooth) or hinge loss")
-    p.add_argument("--smooth", type=arg(real(0.0, 1.0, lo_open=True)), default=0.9, help="one-sided label smoothing: target for real images in the BCE loss (1 = off)")
-    p.add_argument("--lr-g", type=arg(positive_float), default=2e-4, help="generator learning rate (Adam)")
-    p.add_argument("--lr-d", type=arg(positive_float), default=2e-4, help="discriminator learning rate (Adam)")
-    p.add_argument("--beta1", type=arg(beta), default=0.5, help="Adam beta1, in [0, 1)")
-    p.add_argument("--beta2", type=arg(beta), default=0.999, help="Adam beta2, in [0, 1)")
-    p.add_argument("--batch", type=arg(positive_int), default=64, help="batch size")
-    p.add_argument("--latent-dim", type=arg(positive_int), default=128, help="latent size (dcgan-tutorial always uses 100)")
-    p.add_argument("--width", type=arg(positive_int), default=64, help="base number of feature maps (channels at the highest resolution)")
-    p.add_argument("--ema", type=arg(beta), default=0.999, help="decay of the EMA generator used for samples and generation (0 = off)")
-    p.add_argument("--diffaug", default="auto", help="DiffAugment ops, comma-separated from translation,cutout,color (brightness+contrast); 'none' disables; auto = translation,cutout below 1000 training images (color measurably cut the variety of generated images in short runs)")
-    p.add_argument("--steps", type=arg(positive_int), help="total number of training steps the run should reach (default 20000; with --resume: the run's saved value)")
+    p.add_argument("--split", default=",".join(_D.split), help="split(s) to train on, comma-separated (train, val, test)")
+    p.add_argument("--loss", choices=["bce", "hinge"], default=_D.loss, help="non-saturating BCE (with --smooth) or hinge loss")
+    p.add_argument("--smooth", type=arg(real(0.0, 1.0, lo_open=True)), default=_D.smooth, help="one-sided label smoothing: target for real images in the BCE loss (1 = off)")
+    paper = "default: the family's (dcgan 2e-4; stylegan2 0.0025; pggan 0.001)"
+    p.add_argument("--lr-g", type=arg(positive_float), help=f"generator learning rate (Adam); {paper}")
+    p.add_argument("--lr-d", type=arg(positive_float), help=f"discriminator learning rate (Adam); {paper}")
+    p.add_argument("--beta1", type=arg(beta), help="Adam beta1, in [0, 1); default: the family's (dcgan 0.5; stylegan2, pggan 0)")
+    p.add_argument("--beta2", type=arg(beta), help="Adam beta2, in [0, 1); default: the family's (dcgan 0.999; stylegan2, pggan 0.99)")
+    p.add_argument("--batch", type=arg(positive_int), default=_D.batch, help="batch size")
+    p.add_argument("--latent-dim", type=arg(positive_int), default=_D.latent_dim, help="latent size (dcgan-tutorial always uses 100)")
+    p.add_argument("--width", type=arg(positive_int), default=_D.width, help="base number of feature maps (channels at the highest resolution)")
+    p.add_argument("--ema", type=arg(beta), default=_D.ema, help="decay of the EMA generator used for samples and generation (0 = off)")
+    p.add_argument("--diffaug", default=_D.diffaug, help="DiffAugment ops, comma-separated from translation,cutout,color (brightness+contrast); 'none' disables; auto = translation,cutout below 1000 training images (color measurably cut the variety of generated images in short runs)")
+    p.add_argument("--steps", type=arg(positive_int), help=f"total number of training steps the run should reach (default {_D.steps}; with --resume: the run's saved value)")
     p.add_argument("--max-time", type=arg(positive_float), help="stop this invocation after this many seconds (a checkpoint is written)")
-    p.add_argument("--sample-every", type=arg(positive_int), default=500, help="write a sample grid every N steps")
-    p.add_argument("--ckpt-every", type=arg(positive_int), default=1000, help="write checkpoints every N steps")
-    p.add_argument("--ckpt-minutes", type=arg(nonneg_float), default=10.0, help="also refresh checkpoints/latest.pt every this many minutes (0 = off)")
-    p.add_argument("--keep-ckpts", type=arg(nonneg_int), default=5, help="step-numbered checkpoints to keep (0 = all)")
-    p.add_argument("--log-every", type=arg(positive_int), default=10, help="append to metrics.jsonl every N steps")
-    p.add_argument("--eval-every", type=arg(nonneg_int), default=0, help="evaluate the generator every N steps and keep checkpoints/best.pt (0 = off)")
+    p.add_argument("--sample-every", type=arg(positive_int), default=_D.sample_every, help="write a sample grid every N steps")
+    p.add_argument("--ckpt-every", type=arg(positive_int), default=_D.ckpt_every, help="write checkpoints every N steps")
+    p.add_argument("--ckpt-minutes", type=arg(nonneg_float), default=_D.ckpt_minutes, help="also refresh checkpoints/latest.pt every this many minutes (0 = off)")
+    p.add_argument("--keep-ckpts", type=arg(nonneg_int), default=_D.keep_ckpts, help="step-numbered checkpoints to keep (0 = all)")
+    p.add_argument("--log-every", type=arg(positive_int), default=_D.log_every, help="append to metrics.jsonl every N steps")
+    p.add_argument("--eval-every", type=arg(nonneg_int), default=_D.eval_every, help="evaluate the generator every N steps and keep checkpoints/best.pt (0 = off)")
     p.add_argument("--max-rollbacks", type=arg(nonneg_int),
                    help="when training diverges (a non-finite loss or weight, or |loss| > 1e6 for 50 steps in a row), roll back to the "
                         "last finite checkpoint with halved learning rates at most this many times, then stop with an error (0 = stop at once); "
-                        "checkpoints/latest.pt is never overwritten with non-finite weights (default 3; with --resume: the run's saved value)")
+                        f"checkpoints/latest.pt is never overwritten with non-finite weights (default {_D.max_rollbacks}; with --resume: the run's saved value)")
     p.add_argument("--tensorboard", action="store_true", help="mirror metrics and sample grids to RUN/tensorboard/ (needs the tensorboard extra)")
     p.add_argument("--model-option", action="append", type=_model_option, default=[], metavar="KEY=VALUE", help="an option of the chosen --model family (repeatable)")
     g = p.add_argument_group("StyleGAN2 / PGGAN options (shortcuts for --model-option KEY=VALUE)")
     for flag, typ, text in _FAMILY_FLAGS:
         g.add_argument(flag, type=typ, default=None, help=text)
-    p.add_argument("--seed", type=arg(seed), default=0, help="random seed (data order, latents, augmentation), 0 to 2**32-1")
+    p.add_argument("--seed", type=arg(seed), default=_D.seed, help="random seed (data order, latents, augmentation), 0 to 2**32-1")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=arg(nonneg_int), default=0, help="CPU threads for PyTorch (0 = its default, all cores); 1 is fastest when other jobs load the machine")
+    p.add_argument("--threads", type=arg(nonneg_int), default=_D.threads, help="CPU threads for PyTorch (0 = its default, all cores); 1 is fastest when other jobs load the machine")
     p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 autocast) on CUDA")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
 
@@ -71,10 +77,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build a TrainConfig from the options, validate it (exit 2 on a bad value) and call xraygan.training.loop.train."""
     from xraygan.errors import UsageError
-    from xraygan.training.config import TrainConfig
     from xraygan.training.loop import resume_config
     from xraygan.workflow import train
 
+    if args.help_options:
+        from xraygan.training.families import get_family
+        from xraygan.training.family_options import describe_options
+
+        print(describe_options(get_family(args.model).Options, args.model))
+        return 0
     if args.resume:
         cfg = resume_config(args.resume, steps=args.steps, max_time=args.max_time, device=args.device, threads=args.threads or None,
                             max_rollbacks=args.max_rollbacks)
@@ -82,16 +93,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not args.data or not args.out:
             raise UsageError("give a prepared dataset and --out RUN (or --resume RUN)")
-        cfg = TrainConfig(
-            data=args.data, out=args.out, model=args.model, size=args.size, conditional=args.conditional,
-            label=args.label, split=_splits(args.split),
-            loss=args.loss, smooth=args.smooth, lr_g=args.lr_g, lr_d=args.lr_d, beta1=args.beta1, beta2=args.beta2,
-            batch=args.batch, latent_dim=args.latent_dim, width=args.width, ema=args.ema, diffaug=args.diffaug,
-            steps=TrainConfig.steps if args.steps is None else args.steps, max_time=args.max_time, sample_every=args.sample_every, ckpt_every=args.ckpt_every,
-            keep_ckpts=args.keep_ckpts, ckpt_minutes=args.ckpt_minutes, tensorboard=args.tensorboard, log_every=args.log_every, eval_every=args.eval_every, seed=args.seed,
-            device=args.device or "auto", amp=args.amp, threads=args.threads, force=args.force, model_options=_family_options(args),
-            max_rollbacks=TrainConfig.max_rollbacks if args.max_rollbacks is None else args.max_rollbacks,
-        ).validate()  # every value checked before any input is read
+        cfg = _config(args)  # every value checked before any input is read
         out = train(cfg)
     print(f"run: {out}")
     print(f"  samples: {out / 'samples'}   checkpoint: {out / 'checkpoints' / 'latest.pt'}")
@@ -120,6 +122,27 @@ _FAMILY_FLAGS = [
 ]
 
 
+def check(args: argparse.Namespace) -> None:
+    """Check the options without running (for --print-config): a bad value is a UsageError (exit 2)."""
+    if not args.resume and not args.help_options:
+        _config(args)
+
+
+def _config(args: argparse.Namespace):
+    """The validated TrainConfig of a new run, its family options parsed by their declared types."""
+    from xraygan.training.config import config_from_options
+    from xraygan.training.families import check_model_options
+
+    opts = {k: v for k, v in vars(args).items() if k not in _FLAG_DESTS}
+    opts["model_option"] = _family_options(args)
+    cfg = config_from_options(opts)
+    check_model_options(cfg)
+    return cfg
+
+
+_FLAG_DESTS = {flag.lstrip("-").replace("-", "_") for flag, _, _ in _FAMILY_FLAGS}
+
+
 def _family_options(args: argparse.Namespace) -> dict:
     """``--model-option`` pairs plus the shortcut flags that were given (the flags win)."""
     opts = _model_options(args.model_option)
@@ -128,9 +151,3 @@ def _family_options(args: argparse.Namespace) -> dict:
         if value is not None:
             opts[flag.lstrip("-").replace("-", "_")] = value
     return opts
-
-
-def _splits(value: object) -> tuple[str, ...]:
-    """``"train,val"`` (command line) or ``[train, val]`` (YAML config) -> ("train", "val")."""
-    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-    return tuple(str(s).strip() for s in items if str(s).strip())

@@ -341,9 +341,13 @@ def _write(stage: Path, pixels: np.ndarray, records: list[Record], patients: lis
     cols = ["file", "label", "patient_id", "sha256", "split", "source", *src.extra_columns]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
+    # with "\n" as line end, csv leaves a lone "\r" unquoted and a reader splits the row there: quote
+    # every field of such a row (mixing quoted and unquoted rows is valid CSV)
+    w_quoted = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
     w.writerow(cols)
     for k, r in enumerate(records):
-        w.writerow([files[k], r.label, patients[k], shas[k], splits[k], names[k], *(r.extra.get(c, "") for c in src.extra_columns)])
+        row = [files[k], r.label, patients[k], shas[k], splits[k], names[k], *(r.extra.get(c, "") for c in src.extra_columns)]
+        (w_quoted if any("\r" in str(v) for v in row) else w).writerow(row)
     (stage / "manifest.csv").write_text(buf.getvalue())
     atomic_write_json(stage / "dataset.json", {**info, "created_by": f"xraygan {__version__}"})
 

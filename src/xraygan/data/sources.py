@@ -30,6 +30,10 @@ NPZ_SPLITS = {"train": "train", "val": "val", "test": "test"}
 RESERVED = ("file", "label", "patient_id", "sha256", "split", "source")
 
 
+class MixedSizesError(XrayganError):
+    """A folder of images of different sizes was opened without a size to bring them to."""
+
+
 @dataclass
 class Record:
     """One source image before decoding."""
@@ -318,7 +322,7 @@ def _read_class_folders(root: Path, classes: Sequence[str] | None, size: int | N
     shapes = sorted({a.shape for a in imgs})
     if len(shapes) > 1:
         if size is None:
-            raise XrayganError(f"{root}: images have {len(shapes)} different sizes ({shapes[0]} ... {shapes[-1]}); give a size to resize them to")
+            raise MixedSizesError(f"{root}: images have {len(shapes)} different sizes ({shapes[0]} ... {shapes[-1]}); give a size to resize them to")
         log.info("%s: images have %d different sizes; resizing all to %d px", root, len(shapes), size)
         imgs = [_resize_uint8(a[None], size)[0] if a.shape != (size, size) else a for a in imgs]
     return ImageSet(np.stack(imgs), np.asarray(labels, dtype=np.int64), names, files)

@@ -11,6 +11,7 @@ returns. Any GAN trained for a fold must have been trained on none of the fold's
 from __future__ import annotations
 
 import csv
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -29,11 +30,17 @@ class Fold:
     train: np.ndarray  # rows the classifier (and the fold's GAN) may train on
     test: np.ndarray  # the fold's held-out rows
     dropped: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # training rows left out by real_fraction
+    repeat: int = 0  # which repetition's partition (``--repeats``) this fold belongs to
+
+    @property
+    def name(self) -> str:
+        """``fold2`` in repetition 0 (the names of experiments before ``--repeats``), ``repeat1_fold2`` after."""
+        return f"fold{self.index}" if self.repeat == 0 else f"repeat{self.repeat}_fold{self.index}"
 
     def to_dict(self, ds: PreparedDataset) -> dict:
         pats = ds.patients
         return {
-            "index": self.index,
+            "repeat": self.repeat, "index": self.index,
             "n_train": int(len(self.train)), "n_test": int(len(self.test)), "n_dropped": int(len(self.dropped)),
             "train_patients": sorted(set(pats[self.train])),
             "test_patients": sorted(set(pats[self.test])),
@@ -76,7 +83,23 @@ def subsample_patients(rows: np.ndarray, ds: PreparedDataset, fraction: float, s
     return rows[mask], rows[~mask]
 
 
-def make_folds(ds: PreparedDataset, n_folds: int = 5, seed: int = 0, real_fraction: float = 1.0) -> list[Fold]:
+def repeat_seed(seed: int, repeat: int) -> int:
+    """The fold seed of repetition ``repeat``: ``seed`` itself for repetition 0 (so an experiment run
+    before ``--repeats`` existed keeps its partition), a seeded hash of (seed, repeat) after."""
+    if repeat == 0:
+        return int(seed)
+    return int.from_bytes(hashlib.sha256(repr(("fold-repeat", int(seed), int(repeat))).encode()).digest()[:4], "little") // 2
+
+
+def make_repeated_folds(ds: PreparedDataset, n_folds: int, repeats: int = 1, seed: int = 0,
+                        real_fraction: float = 1.0) -> list[list[Fold]]:
+    """One fresh patient-grouped stratified partition per repetition (``--repeats``), seeded."""
+    if repeats < 1:
+        raise XrayganError(f"--repeats {repeats}: must be at least 1")
+    return [make_folds(ds, n_folds, seed=repeat_seed(seed, r), real_fraction=real_fraction, repeat=r) for r in range(repeats)]
+
+
+def make_folds(ds: PreparedDataset, n_folds: int = 5, seed: int = 0, real_fraction: float = 1.0, repeat: int = 0) -> list[Fold]:
     """Patient-grouped stratified ``n_folds``-fold split of the train+val rows of ``ds``."""
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -93,7 +116,7 @@ def make_folds(ds: PreparedDataset, n_folds: int = 5, seed: int = 0, real_fracti
     folds = []
     for i, (tr, te) in enumerate(sgkf.split(np.zeros(len(rows)), labels, groups=_appearance_codes(pats))):
         kept, dropped = subsample_patients(rows[tr], ds, real_fraction, seed=seed * 1000 + i)
-        folds.append(Fold(i, kept, rows[te], dropped))
+        folds.append(Fold(i, kept, rows[te], dropped, repeat=repeat))
         if len(set(ds.labels[kept])) < 2 or len(set(labels[te])) < 2:
             raise XrayganError(f"fold {i} lacks a class in its training or test part; lower --folds or raise --real-fraction")
     return folds

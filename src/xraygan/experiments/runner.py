@@ -1,8 +1,9 @@
 """The experiment: does synthetic data help the classifier? Folds x seeds x arms, resumable.
 
-Protocol (issue 5): patient-grouped stratified k-fold over PREPARED's train+val patients
-(:mod:`xraygan.experiments.folds`), repeated with several classifier seeds; in every fold x seed
-the arms are trained with the same seed, so their results are paired:
+Protocol (issues 5 and 13): patient-grouped stratified k-fold over PREPARED's train+val patients
+(:mod:`xraygan.experiments.folds`), a fresh seeded partition per repetition (``--repeats``), each fold
+with several classifier seeds; in every repeat x fold x seed the arms are trained with the same
+seed, so their results are paired:
 
 - ``real``: the fold's real training images (after ``--real-fraction``);
 - ``real+classic``: the same with classic augmentation (rotation, shift, contrast; no flip);
@@ -11,10 +12,14 @@ the arms are trained with the same seed, so their results are paired:
 - ``synthetic``: synthetic images only, as many per class as the real ones (train on synthetic,
   test on real: TSTR).
 
-Every unit (fold x seed x arm) is trained, scored on the fold's test patients and on the held-out
-test sets (PREPARED's test split, ``--test``), and its scores are written atomically to
-``OUT/units/<unit>.json``; a re-run skips units whose file exists. The statistics are computed
-from the unit files by :mod:`xraygan.experiments.summary`.
+Every unit -- key (repeat, fold, seed, arm, real fraction); the real fraction is one per
+experiment and part of its fingerprint -- is trained, scored on the fold's test patients and on the
+held-out test sets (PREPARED's test split, ``--test``), and its scores are written atomically to
+``OUT/units/<unit>.json``; a re-run skips units whose file exists. Repetition 0 keeps the unit and
+GAN names of experiments made before ``--repeats`` existed, so such a folder resumes and is
+re-summarised in the current results format. The statistics are computed from the unit records
+(loaded here, :func:`load_units`) by :mod:`xraygan.experiments.summary`, which imports nothing
+from this module.
 """
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ import numpy as np
 from xraygan.data.dataset import PreparedDataset, resize_images
 from xraygan.errors import XrayganError
 from xraygan.experiments.classifier import ClassifierConfig, steps_per_epoch
-from xraygan.experiments.folds import Fold, make_folds
+from xraygan.experiments.folds import Fold, make_repeated_folds
 from xraygan.utils.fs import atomic_write_json, is_nonempty_dir, locked_output, output_kind, refuse_overlap, write_marker
 from xraygan.utils.pixels import signed_tensor
 
@@ -52,6 +57,7 @@ class ExperimentConfig:
     balance: bool = False
     folds: int = 5
     seeds: int = 3
+    repeats: int = 1
     real_fraction: float = 1.0
     fold_seed: int = 0
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
@@ -59,6 +65,7 @@ class ExperimentConfig:
     device: str = "auto"
     n_boot: int = 1000
     alpha: float = 0.05
+    margin: float = 0.01
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -66,9 +73,10 @@ class ExperimentConfig:
         return d
 
     def unit_fingerprint(self) -> str:
-        """Hash of the options a unit's result depends on (not arms, ratios or seed count)."""
+        """Hash of the options a unit's result depends on (not arms, ratios, seed or repeat count, nor
+        the summary's options), so more seeds or repeats resume an experiment."""
         d = self.to_dict()
-        for k in ("out", "arms", "ratios", "seeds", "device", "n_boot", "alpha", "test"):
+        for k in ("out", "arms", "ratios", "seeds", "repeats", "device", "n_boot", "alpha", "margin", "test"):
             d.pop(k)
         d["step_rule"] = "epochs-of-real"  # --epochs count epochs of the real images in every arm
         gan_file = Path(self.gan_config)
@@ -104,8 +112,29 @@ def synthetic_counts(n_real: np.ndarray, arm: str, ratio: float | None, balance:
     return want
 
 
-def _unit_name(fold: int, seed: int, label: str) -> str:
-    return f"fold{fold}_seed{seed}_{label.replace(' ', '_')}"
+def unit_name(fold: Fold, seed: int, label: str) -> str:
+    """File stem of unit (repeat, fold, seed, arm); repetition 0 has no prefix (see :attr:`Fold.name`)."""
+    return f"{fold.name}_seed{seed}_{label.replace(' ', '_')}"
+
+
+def unit_seed(fold: Fold, seed: int, *more: int) -> int:
+    """The classifier seed of a unit (with ``more``: of its synthetic sample per class); repetition 0
+    keeps the seeds used before ``--repeats`` existed, so older experiment folders resume unchanged."""
+    return _seed(fold.index, seed, *more) if fold.repeat == 0 else _seed(fold.repeat, fold.index, seed, *more)
+
+
+def load_units(out: Path, partitions: list[list[Fold]], seeds: int, labels: list[tuple]) -> dict[str, list[dict]]:
+    """Every unit record of the experiment, per arm label, in (repeat, fold, seed) order."""
+    units = {}
+    for label, _, _ in labels:
+        units[label] = []
+        for folds in partitions:
+            for f in folds:
+                for s in range(seeds):
+                    rec = json.loads((out / "units" / f"{unit_name(f, s, label)}.json").read_text())
+                    rec.setdefault("repeat", f.repeat)  # units written before --repeats existed
+                    units[label].append(rec)
+    return units
 
 
 def _seed(*parts: int) -> int:
@@ -127,7 +156,7 @@ def _open_out(cfg: ExperimentConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     write_marker(out, "experiment")  # first: a folder killed at any later point is still recognised as ours
     (out / "units").mkdir(parents=True, exist_ok=True)
-    atomic_write_json(proto, {"format": FORMAT, "unit_fingerprint": cfg.unit_fingerprint(), "config": cfg.to_dict()})
+    atomic_write_json(proto, {"format": FORMAT, "format_version": 2, "unit_fingerprint": cfg.unit_fingerprint(), "config": cfg.to_dict()})
     return out
 
 
@@ -179,7 +208,7 @@ def _training_set(ds: PreparedDataset, fold: Fold, x_all, row_pos: dict, arm: st
         ys.append(torch.from_numpy(y_real))
     for c, n in enumerate(n_syn):
         if n:
-            imgs = source.sample(c, int(n), seed=_seed(fold.index, seed, c))
+            imgs = source.sample(c, int(n), seed=unit_seed(fold, seed, c))
             xs.append(_as_input(imgs, cfg.classifier.input_size))
             ys.append(torch.full((int(n),), c, dtype=torch.int64))
     return torch.cat(xs), torch.cat(ys), n_real, n_syn
@@ -202,11 +231,12 @@ def run_unit(ds: PreparedDataset, fold: Fold, seed: int, label: str, arm: str, r
     t0 = time.perf_counter()
     x, y, n_real, n_syn = _training_set(ds, fold, data["x"], data["pos"], arm, ratio, source, cfg, seed)
     ccfg = unit_classifier(cfg.classifier, len(fold.train))
-    model = train_classifier(x, y, ccfg, seed=_seed(fold.index, seed), device=device,
+    model = train_classifier(x, y, ccfg, seed=unit_seed(fold, seed), device=device,
                              augment=(arm == "real+classic"), num_classes=len(ds.classes))
     fold_x = data["x"][[data["pos"][r] for r in fold.test]]
     rec = {
-        "fold": fold.index, "seed": seed, "label": label, "arm": arm, "ratio": ratio,
+        "repeat": fold.repeat, "fold": fold.index, "seed": seed, "label": label, "arm": arm, "ratio": ratio,
+        "real_fraction": cfg.real_fraction,
         "n_real": n_real.tolist(), "n_synthetic": n_syn.tolist(), "classifier_steps": ccfg.steps,
         "source": getattr(source, "name", None) if n_syn.sum() else None,
         "fold_test": {"rows": fold.test.tolist(), "score": predict_scores(model, fold_x, device).tolist()},
@@ -239,36 +269,45 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True) -> dict:
         raise XrayganError(f"{cfg.prepared}: the experiment needs exactly two classes (negative, positive); found {ds.classes}")
     if cfg.classifier.input_size > ds.size:
         log.warning("--input-size %d is above the prepared size %d: images are upsampled", cfg.classifier.input_size, ds.size)
+    if not cfg.margin > 0:
+        raise XrayganError(f"--margin {cfg.margin}: the equivalence margin must be a positive AUC difference, e.g. 0.01")
     device = resolve_device(cfg.device)
     labels = arm_labels(cfg)
     if any(arm in ("real+synthetic", "synthetic") for _, arm, _ in labels):
         validate_source(cfg)
-    folds = make_folds(ds, cfg.folds, seed=cfg.fold_seed, real_fraction=cfg.real_fraction)
+    partitions = make_repeated_folds(ds, cfg.folds, cfg.repeats, seed=cfg.fold_seed, real_fraction=cfg.real_fraction)
+    folds = [f for part in partitions for f in part]
     out = _open_out(cfg)
     data = _load_data(ds, cfg)
     needs_source = any(arm in ("real+synthetic", "synthetic") for _, arm, _ in labels)
     todo = [(f, s, lab) for f in folds for s in range(cfg.seeds) for lab in labels]
-    done_before = sum((out / "units" / f"{_unit_name(f.index, s, lab[0])}.json").is_file() for f, s, lab in todo)
+    done_before = sum((out / "units" / f"{unit_name(f, s, lab[0])}.json").is_file() for f, s, lab in todo)
     log.info("experiment: %d units (%d already done) in %s", len(todo), done_before, out)
     t_start = time.perf_counter()
     for fold in folds:
         pending = [(s, lab) for s in range(cfg.seeds) for lab in labels
-                   if not (out / "units" / f"{_unit_name(fold.index, s, lab[0])}.json").is_file()]
+                   if not (out / "units" / f"{unit_name(fold, s, lab[0])}.json").is_file()]
         if not pending:
             continue
         source = make_source(cfg, ds, fold, out, device) if needs_source else None
         for s, (label, arm, ratio) in pending:
             rec = run_unit(ds, fold, s, label, arm, ratio, source, cfg, data, device)
             rec["unit_fingerprint"] = cfg.unit_fingerprint()
-            atomic_write_json(out / "units" / f"{_unit_name(fold.index, s, label)}.json", rec)
+            atomic_write_json(out / "units" / f"{unit_name(fold, s, label)}.json", rec)
             if progress:
-                log.info("fold %d seed %d %-22s AUC %.3f  (%.1fs)", fold.index, s, label,
+                log.info("%s seed %d %-22s AUC %.3f  (%.1fs)", fold.name, s, label,
                          _fold_auc(ds, rec), rec["wall_s"])
-    results = summarize(cfg, ds, folds, labels, data, out)
+    units = load_units(out, partitions, cfg.seeds, labels)
+    results = summarize(cfg, ds, partitions, labels, data, units, _gan_records(out))
     results["wall_s_this_invocation"] = time.perf_counter() - t_start
     results["units_run_this_invocation"] = len(todo) - done_before
     write_outputs(results, out)
     return results
+
+
+def _gan_records(out: Path) -> list[dict]:
+    """Fold GANs of this experiment (steps, training wall time) from their ``.done`` markers."""
+    return [json.loads(p.read_text()) for p in sorted((out / "gans").glob("*fold*/*.done"))]
 
 
 def _fold_auc(ds: PreparedDataset, rec: dict) -> float:

@@ -11,12 +11,13 @@
   (Nadeau & Bengio 2003, Machine Learning 52:239; the repeated k-fold form of Bouckaert & Frank
   2004): the variance term 1/J is replaced by 1/J + n_test/n_train because the splits share
   training data, so the naive interval is too narrow.
-- :func:`verdict` turns these tests into "improves" / "no detectable difference" / "harms".
-- Issue 13 (calibrated; not yet wired into the experiment's summary): :func:`corrected_repeated_cv_ttest`
+- Issue 13 (calibrated; what the experiment's summary uses): :func:`corrected_repeated_cv_ttest`
   (seeds averaged within a fold, one difference per repeat x fold), :func:`delong_clustered`
   (Obuchowski 1997, patients as clusters), :func:`holm`, :func:`tost`,
   :func:`minimum_detectable_effect` and :func:`decide` ("improves" / "harms" / "equivalent" /
   "inconclusive"). Their type-I error and power are measured by ``benchmarks/calibration.py``.
+  :func:`corrected_ttest`, :func:`delong_paired` and :func:`delong_stratified` are the earlier
+  tests, kept for that comparison (and DeLong's midrank algorithm).
 
 The positive class is label 1 throughout.
 """
@@ -30,7 +31,6 @@ import numpy as np
 from scipy import stats as sps
 
 METRICS = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1")
-VERDICTS = ("improves", "no detectable difference", "harms")
 
 
 # --- point metrics -----------------------------------------------------------------------------
@@ -253,34 +253,6 @@ def corrected_ttest(diffs: Sequence[float], n_train: float, n_test: float, alpha
     return CorrectedTTest(mean, sd, j, ratio, se, float(t), df, p, mean - q * se, mean + q * se)
 
 
-# --- verdict -----------------------------------------------------------------------------------
-def verdict(ttest: CorrectedTTest, delong: DeLongResult, others: dict[str, DeLongResult] | None = None,
-            alpha: float = 0.05) -> dict[str, object]:
-    """Plain-language verdict of an arm against ``real``, decided only by the tests given.
-
-    "improves": the corrected t-test over folds x seeds finds a positive mean AUC difference
-    (p < alpha, so its CI lies above 0), the paired DeLong test on the fold test sets
-    (``delong``, :func:`delong_stratified`) agrees (positive, p < alpha), and no other DeLong test (``others``,
-    e.g. the held-out test sets, often too small to be significant themselves) finds a
-    significant difference the other way. "harms": the same with every sign reversed.
-    Anything else is "no detectable difference".
-    """
-    others = others or {}
-
-    def agrees(sign: int) -> bool:
-        t_ok = ttest.p < alpha and np.sign(ttest.mean) == sign
-        d_ok = delong.p < alpha and np.sign(delong.diff) == sign
-        no_contra = not any(o.p < alpha and np.sign(o.diff) == -sign for o in others.values())
-        return bool(t_ok and d_ok and no_contra)
-
-    word = "improves" if agrees(+1) else "harms" if agrees(-1) else "no detectable difference"
-    parts = [f"mean AUC difference over {ttest.n_runs} fold x seed runs {ttest.mean:+.3f} "
-             f"(95% CI {ttest.lo:+.3f} to {ttest.hi:+.3f}, corrected t-test p={ttest.p:.3g})",
-             f"DeLong on the fold test sets {delong.diff:+.3f} (p={delong.p:.3g})"]
-    parts += [f"DeLong on {name} {d.diff:+.3f} (p={d.p:.3g})" for name, d in others.items()]
-    return {"verdict": word, "alpha": alpha, "because": "; ".join(parts)}
-
-
 # =================================================================================================
 # Calibrated tests (issue 13): repeated k-fold corrected t-test on seed-averaged differences,
 # patient-clustered DeLong, Holm, TOST equivalence, minimum detectable effect, four-word verdict.
@@ -337,15 +309,18 @@ def corrected_repeated_cv_ttest(diffs, n_train: float, n_test: float, alpha: flo
     the corrected resampled t statistic of Nadeau & Bengio (2003, Machine Learning 52:239,
     eq. for the "corrected resampled t-test") in the repeated k-fold form of Bouckaert & Frank
     (2004, PAKDD, LNCS 3056:3). The term n_test/n_train stands in for the correlation between
-    folds caused by their overlapping training sets; ``n_train`` and ``n_test`` must be the numbers
-    of patients (or images) the classifiers were *actually* trained and tested on -- after any
-    ``--real-fraction`` subsampling -- averaged over folds. Non-finite entries are ignored (a
-    fold whose seeds all failed drops out; the remaining count sets df).
+    folds caused by their overlapping training sets. The experiment passes the patients per fold,
+    averaged over folds, with ``n_train`` counted *before* ``--real-fraction`` subsampling (the
+    fold partition's training patients; :func:`xraygan.experiments.summary.n_train_n_test`).
+    Non-finite entries are ignored (a fold whose seeds all failed drops out; the remaining count
+    sets df).
 
-    Measured (``benchmarks/calibration.py``): calibrated where training-set variation dominates,
-    conservative where test-set noise dominates, and very conservative with a subsampled training
-    set (``--real-fraction`` 0.1): small subsamples of different folds barely overlap, so
-    n_test/n_train then overstates the correlation it stands in for.
+    Why not the subsampled count: measured (``benchmarks/calibration.py``), the test is calibrated
+    where training-set variation dominates and conservative where test-set noise dominates, but
+    with the subsampled count at ``--real-fraction`` 0.1 its type-I error fell to about 0.001 at
+    alpha 0.05 (power lost for nothing): n_test/n_train then becomes large and overstates the
+    correlation it stands in for. With the partition's count it stays near alpha once seeds are
+    averaged within a fold.
     """
     d = np.asarray(diffs, dtype=np.float64)
     if d.ndim == 1:

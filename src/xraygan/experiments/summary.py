@@ -1,15 +1,27 @@
-"""From unit files to results: metrics with patient-level bootstrap CIs, paired tests, verdicts, charts.
+"""From unit records to results: metrics with patient-level bootstrap CIs, calibrated tests, verdicts, charts.
 
 For every arm:
-- per fold x seed: every metric on the fold's test patients;
-- the fold test sets: each train+val image is scored by the classifiers (one per seed, scores
-  averaged) of the fold that held it out; each metric is the mean of the per-fold metrics, with a
-  patient-level bootstrap CI (patients resampled within each fold);
-- each held-out test set: scores averaged over all fold x seed classifiers (an ensemble).
+- per unit (repeat x fold x seed): every metric on the fold's test patients;
+- the fold test sets: in each repetition each train+val image is scored by the classifiers (one per
+  seed, scores averaged) of the fold that held it out; each metric is the mean of the per-fold
+  metrics over every fold of every repetition, with a patient-level bootstrap CI (patients
+  resampled within each fold; the repetitions' folds are resampled independently, so with
+  ``--repeats`` > 1 this CI is somewhat narrow -- the verdicts do not use it);
+- each held-out test set: scores averaged over all repeat x fold x seed classifiers (an ensemble).
 
-Every arm against ``real``: corrected resampled t-test of the fold AUC differences (Nadeau &
-Bengio 2003; n_test/n_train from the fold partition), paired DeLong on the fold test sets (per
-fold, seed-averaged scores, combined over the disjoint folds) and on each held-out set, and the verdict of :func:`xraygan.experiments.stats.verdict`.
+Every arm against ``real`` (issue 13):
+- primary: :func:`stats.corrected_repeated_cv_ttest` of the fold AUC differences, seeds averaged
+  within each (repeat, fold) first; n_train/n_test are patients per fold, n_train *before*
+  ``--real-fraction`` subsampling (why: :func:`n_train_n_test`);
+- Holm's adjustment (:func:`stats.holm`) across all comparisons of the experiment; raw and
+  adjusted p in results.json (``p_raw``, ``p_holm``);
+- secondary: the patient-clustered DeLong test (Obuchowski 1997) on the fold test sets and on
+  every held-out set; a held-out test significant the other way makes the verdict "inconclusive";
+- the verdict of :func:`stats.decide` -- improves / harms / equivalent (TOST, ``--margin``) /
+  inconclusive -- beside the minimum detectable effect and the patient and image counts.
+
+This module imports nothing from :mod:`xraygan.experiments.runner`: the runner loads the unit
+records and passes them in.
 """
 from __future__ import annotations
 
@@ -25,91 +37,190 @@ from xraygan.experiments.folds import Fold
 from xraygan.utils.fs import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
-def _load_units(out: Path, folds: list[Fold], seeds: int, label: str) -> list[dict]:
-    from xraygan.experiments.runner import _unit_name
-
-    return [json.loads((out / "units" / f"{_unit_name(f.index, s, label)}.json").read_text())
-            for f in folds for s in range(seeds)]
+RESULTS_FORMAT_VERSION = 2  # 2: repeats, seed-averaged corrected t-test, clustered DeLong, Holm, four verdict words
 
 
-def _arm_scores(ds: PreparedDataset, units: list[dict], oof_rows: np.ndarray, seeds: int) -> tuple[np.ndarray, dict]:
-    """Pooled OOF scores (averaged over seeds) over ``oof_rows`` and ensemble scores per test set."""
+def _arm_scores(units: list[dict], oof_rows: np.ndarray, seeds: int, repeats: int) -> tuple[np.ndarray, dict]:
+    """OOF scores per repetition (averaged over seeds; shape (repeats, rows)) and ensemble scores per test set."""
     pos = {int(r): i for i, r in enumerate(oof_rows)}
-    oof = np.zeros((seeds, len(oof_rows)))
+    oof = np.zeros((repeats, seeds, len(oof_rows)))
     tests: dict[str, list] = {}
     for u in units:
         idx = [pos[r] for r in u["fold_test"]["rows"]]
-        oof[u["seed"], idx] = u["fold_test"]["score"]
+        oof[u.get("repeat", 0), u["seed"], idx] = u["fold_test"]["score"]
         for name, t in u["test_sets"].items():
             tests.setdefault(name, []).append(t["score"])
-    return oof.mean(axis=0), {k: np.mean(v, axis=0) for k, v in tests.items()}
+    return oof.mean(axis=1), {k: np.mean(v, axis=0) for k, v in tests.items()}
 
 
-def summarize(cfg, ds: PreparedDataset, folds: list[Fold], labels: list[tuple], data: dict, out: Path) -> dict:
-    """Compute every number of results.json from the unit files of ``cfg``."""
+def n_train_n_test(ds: PreparedDataset, folds: list[Fold]) -> tuple[float, float]:
+    """The Nadeau-Bengio n_train and n_test: *patients* per fold, averaged over every fold of every repetition.
+
+    n_train counts the fold's training patients *before* ``--real-fraction`` subsampling (kept plus
+    dropped), on purpose: the factor n_test/n_train stands in for the correlation between fold
+    differences that comes from folds sharing training data. Simulated under the null
+    (``benchmarks/calibration.py``, binormal scores with patient effects), the subsampled count
+    made the test far too conservative -- type-I error 0.001 instead of 0.05 at fraction 0.1 --
+    while the partition's count kept it near 0.05 with seeds averaged within each fold.
+    """
+    pats = ds.patients
+    n_train = float(np.mean([len(set(pats[np.concatenate([f.train, f.dropped])])) for f in folds]))
+    n_test = float(np.mean([len(set(pats[f.test])) for f in folds]))
+    return n_train, n_test
+
+
+def _safe(fn, *args, **kw):
+    """A clustered DeLong result, or None where it is undefined (fewer than two patients of a class)."""
+    try:
+        return fn(*args, **kw)
+    except ValueError:
+        return None
+
+
+def summarize(cfg, ds: PreparedDataset, partitions: list[list[Fold]], labels: list[tuple], data: dict,
+              units: dict[str, list[dict]], gans: list[dict] | None = None) -> dict:
+    """Compute every number of results.json from the unit records of ``cfg`` (per arm label)."""
+    repeats = len(partitions)
+    folds = [f for part in partitions for f in part]
     oof_rows = ds.indices(split=("train", "val"))
-    y_oof, p_oof = ds.labels[oof_rows], ds.patients[oof_rows]
+    y_rows, p_rows = ds.labels[oof_rows], ds.patients[oof_rows]
     tests = {name: (y, p) for name, (_, y, p) in data["tests"].items()}
-    fold_of = np.empty(len(oof_rows), np.int64)
     where = {int(r): i for i, r in enumerate(oof_rows)}
+    fold_of = np.empty((repeats, len(oof_rows)), np.int64)  # per repetition: the fold that tested each row
     for f in folds:
-        fold_of[[where[int(r)] for r in f.test]] = f.index
+        fold_of[f.repeat, [where[int(r)] for r in f.test]] = f.index
     arms, scores = {}, {}
     for label, arm, ratio in labels:
-        units = _load_units(out, folds, cfg.seeds, label)
-        oof, ens = _arm_scores(ds, units, oof_rows, cfg.seeds)
-        scores[label] = {"oof": oof, **ens}
+        arm_units = units[label]
+        oof, ens = _arm_scores(arm_units, oof_rows, cfg.seeds, repeats)
+        scores[label] = {"oof": oof.ravel(), **ens}  # repetitions stacked (see _truth, _fold_of)
         per_unit = []
-        for u in units:
+        for u in arm_units:
             rows = np.asarray(u["fold_test"]["rows"])
             m = stats.binary_metrics(ds.labels[rows], np.asarray(u["fold_test"]["score"]))
-            per_unit.append({"fold": u["fold"], "seed": u["seed"], "n_real": u["n_real"], "n_synthetic": u["n_synthetic"],
-                             "classifier_steps": u.get("classifier_steps"), "wall_s": u["wall_s"], "fold_test": m})
+            per_unit.append({"repeat": u.get("repeat", 0), "fold": u["fold"], "seed": u["seed"],
+                             "real_fraction": u.get("real_fraction", cfg.real_fraction), "n_real": u["n_real"],
+                             "n_synthetic": u["n_synthetic"], "classifier_steps": u.get("classifier_steps"),
+                             "wall_s": u["wall_s"], "fold_test": m})
         fold_aucs = [pu["fold_test"]["auc"] for pu in per_unit]
         arms[label] = {
             "arm": arm, "ratio": ratio, "units": per_unit,
             "fold_auc_mean": float(np.nanmean(fold_aucs)), "fold_auc_sd": float(np.nanstd(fold_aucs, ddof=1)) if len(fold_aucs) > 1 else 0.0,
-            "fold_tests": stats.bootstrap_metrics(y_oof, oof, p_oof, n_boot=cfg.n_boot, seed=1, alpha=cfg.alpha, strata=fold_of),
+            "fold_tests": stats.bootstrap_metrics(np.tile(y_rows, repeats), oof.ravel(), np.tile(p_rows, repeats),
+                                                  n_boot=cfg.n_boot, seed=1, alpha=cfg.alpha,
+                                                  strata=(fold_of + cfg.folds * np.arange(repeats)[:, None]).ravel()),
             "test_sets": {name: stats.bootstrap_metrics(y, ens[name], p, n_boot=cfg.n_boot, seed=2, alpha=cfg.alpha)
                           for name, (y, p) in tests.items()},
-            "wall_s": float(sum(u["wall_s"] for u in units)),
+            "wall_s": float(sum(u["wall_s"] for u in arm_units)),
         }
+    n_train, n_test = n_train_n_test(ds, folds)
+    counts = {"n_patients": int(len(set(p_rows))), "n_images": int(len(oof_rows)),
+              "held_out": {k: {"n_patients": int(len(set(p))), "n_images": int(len(y))} for k, (y, p) in tests.items()}}
     comparisons = {}
-    n_train = float(np.mean([len(f.train) + len(f.dropped) for f in folds]))
-    n_test = float(np.mean([len(f.test) for f in folds]))
-    base = arms["real"]["units"]
     for label, _, _ in labels[1:]:
-        diffs = [u["fold_test"]["auc"] - b["fold_test"]["auc"] for u, b in zip(arms[label]["units"], base)]
-        tt = stats.corrected_ttest(diffs, n_train=n_train, n_test=n_test, alpha=cfg.alpha)
-        d_oof = stats.delong_stratified(_fold_strata(ds, folds, oof_rows, scores["real"]["oof"], scores[label]["oof"]), alpha=cfg.alpha)
-        d_tests = {name: stats.delong_paired(y, scores["real"][name], scores[label][name], alpha=cfg.alpha)
-                   for name, (y, _) in tests.items() if min(np.bincount(y, minlength=2)) >= 2}
+        diffs = _auc_differences(arms["real"]["units"], arms[label]["units"], repeats, cfg.folds, cfg.seeds)
+        tt = stats.corrected_repeated_cv_ttest(diffs, n_train=n_train, n_test=n_test, alpha=cfg.alpha)
+        d_folds = _fold_test_delong(ds, partitions, oof_rows, scores["real"]["oof"], scores[label]["oof"], cfg.alpha)
+        d_all = {name: _safe(stats.delong_clustered, y, scores["real"][name], scores[label][name], p, alpha=cfg.alpha)
+                 for name, (y, p) in tests.items()}
+        d_tests = {k: v for k, v in d_all.items() if v is not None}
         comparisons[label] = {
-            "fold_auc_differences": diffs, "corrected_ttest": tt.to_dict(), "delong_fold_test_sets": d_oof.to_dict(),
+            "against": "real", "fold_auc_differences": diffs.tolist(), "corrected_ttest": tt.to_dict(),
+            "delong_fold_test_sets": d_folds.to_dict() if d_folds else None,
             "delong_test_sets": {k: v.to_dict() for k, v in d_tests.items()},
-            **stats.verdict(tt, d_oof, d_tests, alpha=cfg.alpha),
+            "p_raw": tt.p, "minimum_detectable_effect": tt.mde, **counts,
+            "_tt": tt, "_d_folds": d_folds, "_d_tests": d_tests, "_d_all": d_all,
         }
+    adjusted = stats.holm([c["p_raw"] for c in comparisons.values()])
+    for (label, c), p_adj in zip(comparisons.items(), adjusted):
+        tt, d_folds, d_tests, d_all = c.pop("_tt"), c.pop("_d_folds"), c.pop("_d_tests"), c.pop("_d_all")
+        word, reason = stats.decide(tt.mean, float(p_adj), tt.lo90, tt.hi90, margin=cfg.margin, alpha=cfg.alpha, held_out=d_tests)
+        c.update({"p_holm": float(p_adj), "n_comparisons": len(comparisons), "verdict": word, "verdict_reason": reason,
+                  "alpha": cfg.alpha, "margin": cfg.margin,
+                  "tost": stats.tost(tt.mean, tt.se, cfg.margin, df=tt.df, alpha=cfg.alpha).to_dict(),
+                  "because": _because(word, reason, tt, float(p_adj), len(comparisons), d_folds, d_all, c, cfg.alpha)})
     return {
-        "format": "xraygan-experiment-results", "format_version": 1,
+        "format": "xraygan-experiment-results", "format_version": RESULTS_FORMAT_VERSION,
         "protocol": _protocol(cfg, ds, folds, tests, n_train, n_test),
-        "gans": _gan_records(out), "arms": arms, "comparisons": comparisons,
-        "_scores": scores, "_truth": {"oof": y_oof, **{k: y for k, (y, _) in tests.items()}}, "_fold_of": fold_of,
+        "gans": gans or [], "arms": arms, "comparisons": comparisons,
+        "_scores": scores, "_truth": {"oof": np.tile(y_rows, repeats), **{k: y for k, (y, _) in tests.items()}},
+        "_fold_of": (fold_of + cfg.folds * np.arange(repeats)[:, None]).ravel(),
     }
 
 
-def _fold_strata(ds: PreparedDataset, folds: list[Fold], oof_rows: np.ndarray, a: np.ndarray, b: np.ndarray) -> list:
-    """(labels, scores of a, scores of b) on each fold's test rows; seed-averaged OOF scores."""
+def _auc_differences(base: list[dict], other: list[dict], repeats: int, n_folds: int, seeds: int) -> np.ndarray:
+    """Paired fold AUC differences (other - real), shape (repeats, folds, seeds); the t-test averages the seeds."""
+    d = np.full((repeats, n_folds, seeds), np.nan)
+    key = lambda u: (u.get("repeat", 0), u["fold"], u["seed"])  # noqa: E731
+    ref = {key(u): u["fold_test"]["auc"] for u in base}
+    for u in other:
+        d[key(u)] = u["fold_test"]["auc"] - ref[key(u)]
+    return d
+
+
+def _fold_test_delong(ds: PreparedDataset, partitions: list[list[Fold]], oof_rows: np.ndarray, a: np.ndarray,
+                      b: np.ndarray, alpha: float) -> stats.DeLongResult | None:
+    """Patient-clustered DeLong on the fold test sets (seed-averaged scores), combined over repetitions.
+
+    Within a repetition the folds are disjoint: :func:`stats.delong_clustered_stratified`. The
+    repetitions test the same patients, so their estimates are positively correlated; the
+    combination is the mean difference with the mean of the repetitions' standard errors (an upper
+    bound on the SE of the mean, whatever the correlation), i.e. conservative.
+    """
+    n = len(oof_rows)
     pos = {int(r): i for i, r in enumerate(oof_rows)}
-    out = []
-    for f in folds:
-        idx = np.array([pos[int(r)] for r in f.test])
-        out.append((ds.labels[f.test], a[idx], b[idx]))
-    return out
+    per = []
+    for r, folds in enumerate(partitions):
+        strata = []
+        for f in folds:
+            idx = np.array([pos[int(x)] for x in f.test])
+            strata.append((ds.labels[f.test], a[r * n + idx], b[r * n + idx], ds.patients[f.test]))
+        res = _safe(stats.delong_clustered_stratified, strata, alpha=alpha)
+        if res is not None:
+            per.append(res)
+    if not per:
+        return None
+    if len(per) == 1:
+        return per[0]
+    se = float(np.mean([d.se for d in per]))
+    res = stats._diff_result(float(np.mean([d.auc_a for d in per])), float(np.mean([d.auc_b for d in per])), se**2, alpha)
+    return res
 
 
-def _gan_records(out: Path) -> list[dict]:
-    """Fold GANs of this experiment (steps, training wall time) from their ``.done`` markers."""
-    return [json.loads(p.read_text()) for p in sorted((out / "gans").glob("fold*/*.done"))]
+def _p_note(name: str, d: stats.DeLongResult | None, word: str, alpha: float, decided: bool = False) -> str:
+    """A secondary test's figures, with why it does not decide when its p-value seems to disagree with the word."""
+    if d is None:
+        return f"{name}: not available (fewer than two patients of a class)"
+    text = f"{name} {d.diff:+.3f} (p={d.p:.3g})"
+    if decided and d.p < alpha:
+        text += " -- see the reason above"
+    elif d.p < alpha and word in ("equivalent", "inconclusive"):
+        text += (" -- significant alone, but a secondary test: it treats the trained classifiers as fixed and ignores "
+                 "the variation between training sets, which the primary corrected t-test includes")
+    elif d.p < alpha and word in ("improves", "harms") and np.sign(d.diff) != (1 if word == "improves" else -1):
+        text += " -- significant the other way; see the reason above"
+    elif d.p >= alpha and word in ("improves", "harms"):
+        text += " -- not significant alone; a secondary test, the verdict rests on the corrected t-test"
+    return text
+
+
+def _because(word: str, reason: str, tt, p_adj: float, m: int, d_folds, d_tests: dict, counts: dict, alpha: float) -> str:
+    """The reason of the verdict and every number beside it, never a p-value that seems to contradict the word unexplained."""
+    ci = 100 * (1 - alpha)
+    primary = (f"mean AUC difference over {tt.n_repeats} repeat(s) x {tt.n_folds} folds (seeds averaged within a fold) "
+               f"{tt.mean:+.3f} ({ci:g}% CI {tt.lo:+.3f} to {tt.hi:+.3f}; corrected repeated-CV t-test p={tt.p:.3g}, "
+               f"Holm-adjusted over {m} comparison(s) p={p_adj:.3g}")
+    if tt.p < alpha <= p_adj:
+        primary += "; the raw p is below alpha but not after Holm's adjustment for the experiment's comparisons"
+    primary += ")"
+    parts = [reason, primary,
+             f"minimum detectable effect {tt.mde:.3f} AUC (80% power); {counts['n_patients']} patients, "
+             f"{counts['n_images']} images in the fold test sets"
+             + "".join(f"; held-out {k}: {v['n_patients']} patients, {v['n_images']} images" for k, v in counts["held_out"].items()),
+             _p_note("patient-clustered DeLong on the fold test sets", d_folds, word, alpha)]
+    parts += [_p_note(f"patient-clustered DeLong on {name}", d, word, alpha, decided="held-out test on" in reason and name in reason)
+              for name, d in d_tests.items()]
+    return "; ".join(parts)
 
 
 def _protocol(cfg, ds: PreparedDataset, folds: list[Fold], tests: dict, n_train: float, n_test: float) -> dict:
@@ -119,9 +230,16 @@ def _protocol(cfg, ds: PreparedDataset, folds: list[Fold], tests: dict, n_train:
     return {
         "config": cfg.to_dict(), "classes": ds.classes, "positive_class": ds.classes[1],
         "prepared_size": ds.size,
-        "folds": [f.to_dict(ds) for f in folds],
+        "folds": [f.to_dict(ds) for f in folds],  # every fold of every repetition
         "held_out_sets": {k: {"n_images": int(len(y)), "n_patients": int(len(set(p)))} for k, (y, p) in tests.items()},
+        "repeats": cfg.repeats, "seeds": cfg.seeds, "n_folds": cfg.folds,
         "ttest_n_train": n_train, "ttest_n_test": n_test,
+        "primary_test": "corrected repeated k-fold t-test (Nadeau & Bengio 2003; Bouckaert & Frank 2004) of the fold AUC "
+                        "differences, seeds averaged within a fold; n_train = training patients per fold before --real-fraction",
+        "multiplicity": "Holm across all comparisons of the experiment",
+        "secondary_tests": "patient-clustered DeLong (Obuchowski 1997) on the fold test sets and each held-out set",
+        "equivalence": f"TOST: {100 * (1 - 2 * cfg.alpha):g}% CI of the difference within +-{cfg.margin:g} AUC",
+        "alpha": cfg.alpha, "margin": cfg.margin,
         "bootstrap": f"patient-level percentile bootstrap, {cfg.n_boot} resamples, {100 * (1 - cfg.alpha):g}% CI",
         "threshold": 0.5,
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__, "sklearn": sklearn.__version__},

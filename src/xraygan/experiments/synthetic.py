@@ -209,11 +209,13 @@ def gan_training_patients(run: Path) -> set[str]:
 
 def train_fold_gans(cfg, ds: PreparedDataset, fold: Fold, out: Path, device) -> GanSource:
     """Train (or reuse) the GAN(s) of ``fold`` on its training patients; check them for leakage."""
-    train, TrainConfig = _training_module()
+    train, _ = _training_module()
     opts = load_gan_options(cfg.gan_config)
-    base = TrainConfig.from_dict({k: v for k, v in opts.items() if k not in ("data", "out")})
+    from xraygan.training.config import config_from_options  # the one way from train options to a TrainConfig
+
+    base = config_from_options({k: v for k, v in opts.items() if k not in ("data", "out")})
     per_class = not base.conditional
-    fold_dir = out / "gans" / f"fold{fold.index}"
+    fold_dir = out / "gans" / fold.name
     data = write_fold_dataset(ds, fold.train, fold_dir / "data")
     test_patients = set(ds.patients[fold.test])
     runs: dict[int | None, Path] = {}
@@ -225,15 +227,15 @@ def train_fold_gans(cfg, ds: PreparedDataset, fold: Fold, out: Path, device) -> 
 
             shutil.rmtree(run, ignore_errors=True)  # an interrupted run is retrained from scratch
             tc = _replace_cfg(base, data=str(data), out=str(run), split=("train",), device=str(device),
-                              label=ds.classes[c] if c is not None else None, seed=base.seed + 7919 * fold.index,
+                              label=ds.classes[c] if c is not None else None, seed=base.seed + 7919 * fold.index + 104729 * fold.repeat,
                               steps=cfg.gan_steps or base.steps, force=False, max_time=None)
-            log.info("fold %d: training GAN %s for %d steps", fold.index, run.name, tc.steps)
+            log.info("%s: training GAN %s for %d steps", fold.name, run.name, tc.steps)
             t0 = time.perf_counter()
             train(tc)
             reached = _last_step(run)
             if reached < tc.steps:  # stopped early (Ctrl-C, SIGTERM): never mark a partial GAN as finished
                 raise XrayganError(f"GAN {run} stopped at step {reached} of {tc.steps}; re-run the experiment to train it again")
-            atomic_write_json(done, {"fold": fold.index, "run": str(run), "steps": tc.steps, "wall_s": time.perf_counter() - t0})
+            atomic_write_json(done, {"repeat": fold.repeat, "fold": fold.index, "run": str(run), "steps": tc.steps, "wall_s": time.perf_counter() - t0})
         check_no_leakage(gan_training_patients(run), test_patients, what=f"GAN {run}")
         runs[c] = run
     return GanSource(runs, ds.classes, device=str(device))

@@ -5,7 +5,8 @@ grayscale images in [-1, 1], global average pooling to a ``dim``-vector (the emb
 every feature metric) and a linear classifier head (normal / bacteria / virus) used for class
 consistency. It is trained by ``scripts/train_xray_encoder.py`` and shipped as
 ``xraygan/assets/xray_encoder.pt`` (a weights-only checkpoint: ``config``, ``classes``,
-``state_dict``, ``train_info``).
+``state_dict``, ``train_info``, optionally ``class_groups``: a dataset class name -> the head classes
+that read as it; the shipped checkpoint predates the key and gets :data:`SHIPPED_CLASS_GROUPS`).
 
 ``RandomCNN``: randomly initialised features (Lee et al. 2022; random embeddings were also
 shown informative by Naeem et al. 2020, section 5): a wider conv net without normalisation whose
@@ -18,6 +19,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+
+# what the shipped encoder's head classes mean for a dataset's classes beyond their own names
+SHIPPED_CLASS_GROUPS: dict[str, tuple[str, ...]] = {"pneumonia": ("bacteria", "virus")}
 
 
 @dataclass(frozen=True)
@@ -94,12 +98,14 @@ def load_encoder(path) -> tuple[XrayEncoder, dict]:
     Only tensors and plain values are read (``weights_only=True``): a file holding pickled Python
     objects, an unreadable file or another kind of checkpoint is a one-line :class:`XrayganError`.
     """
+    import pickle
+
     from xraygan.errors import XrayganError
 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickled objects (refused: loading them could run code), truncated file, not a torch file
-        why = "it holds pickled Python objects, which are not loaded (they could run code)" if "weights_only" in str(e) or "Unpickl" in type(e).__name__ \
+        why = "it holds pickled Python objects, which are not loaded (they could run code)" if isinstance(e, pickle.UnpicklingError) \
             else f"it cannot be read ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
         raise XrayganError(f"xray encoder {path}: {why}; give a checkpoint written by scripts/train_xray_encoder.py") from None
     try:

@@ -160,10 +160,14 @@ def _diversity(real_pix: np.ndarray, fake_pix: np.ndarray, pairs: int, seed: int
     return {"value": f["mean"], "floor": r["mean"], "std": f["std"], "floor_std": r["std"], "pairs": pairs, "method": f["method"]}
 
 
-def head_mapping(head_classes: list[str], classes: list[str]) -> dict[int, set[int]] | None:
-    """Dataset class index -> set of encoder-head class indices that read as it (None if unmappable)."""
+def head_mapping(head_classes: list[str], classes: list[str], groups: dict | None = None) -> dict[int, set[int]] | None:
+    """Dataset class index -> set of encoder-head class indices that read as it (None if unmappable).
+
+    A dataset class matches the head class of its name (case-insensitive), else the head classes
+    ``groups`` (from the encoder checkpoint: dataset class -> head classes) lists for it.
+    """
     head = [h.lower() for h in head_classes]
-    groups = {"pneumonia": {"bacteria", "virus"}, "normal": {"normal"}}
+    groups = {str(k).lower(): {str(m).lower() for m in v} for k, v in (groups or {}).items()}
     out = {}
     for ci, name in enumerate(classes):
         key = name.lower()
@@ -179,7 +183,7 @@ def class_consistency(xray: Extractor, real_pix, real_lab, fake_pix, fake_lab, c
 
     ``feats_rf``: the encoder's features of (real, fake) when already computed.
     """
-    mapping = head_mapping(xray.classes or [], classes)
+    mapping = head_mapping(xray.classes or [], classes, xray.class_groups)
     if mapping is None:
         log.info("class consistency skipped: classes %s do not map onto the encoder's %s", classes, xray.classes)
         return None
@@ -352,13 +356,11 @@ def _resize_pixels(pix: np.ndarray, size: int) -> np.ndarray:
 
 
 def _open(path: str | Path, what: str, split=None) -> Images:
-    from xraygan.data.sources import open_image_set
+    from xraygan.data.sources import MixedSizesError, open_image_set
 
     try:
         s = open_image_set(path, split=split)
-    except XrayganError as e:
-        if "different sizes" not in str(e):
-            raise
+    except MixedSizesError:
         s = open_image_set(path, size=256, split=split)  # mixed sizes: bring to one size first
         log.warning("%s %s: images of different sizes were resized to 256 px first", what, path)
     if len(s.pixels) == 0:

@@ -65,6 +65,7 @@ class Extractor:
     batch: int = 256
     classify: Callable | None = field(default=None, repr=False)  # features -> class logits (xray)
     standardise: bool = False  # z-score features by the real set's statistics before distances (radiomics)
+    class_groups: dict | None = None  # dataset class name -> head classes that read as it (xray only)
 
     def _batches(self, images, fn):
         import torch
@@ -132,14 +133,16 @@ def get_extractor(name: str = "xray", device="cpu", inception_weights: str | Pat
 
 
 def _xray(path: Path, device) -> Extractor:
-    from xraygan.metrics.encoder import load_encoder
+    from xraygan.metrics.encoder import SHIPPED_CLASS_GROUPS, load_encoder
 
     if not path.is_file():
         raise XrayganError(f"xray encoder weights {path} are missing; reinstall xraygan or train them with scripts/train_xray_encoder.py")
     model, ckpt = load_encoder(path)
     model = model.to(device)
     fp = f"{ckpt.get('name', 'xray-encoder')}-{file_sha256(path)}"
-    return Extractor("xray", model.embed, model.config.size, fp, model.config.dim, device, list(ckpt["classes"]), model, classify=model.head)
+    groups = {str(k).lower(): tuple(str(c).lower() for c in v) for k, v in dict(ckpt.get("class_groups", SHIPPED_CLASS_GROUPS)).items()}
+    return Extractor("xray", model.embed, model.config.size, fp, model.config.dim, device, list(ckpt["classes"]), model,
+                     classify=model.head, class_groups=groups)
 
 
 def _inception(weights, device, net=None) -> Extractor:

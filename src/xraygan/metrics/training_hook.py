@@ -37,15 +37,17 @@ from pathlib import Path
 import numpy as np
 
 from xraygan.errors import XrayganError
+from xraygan.metrics.registry import METRICS
 from xraygan.metrics.evaluate import (REPORT_SEED_OFFSET, SELECTION_SEED_OFFSET, Images, _resize_pixels, draw_sample,  # noqa: F401
                                       labels_like, sample_run, sampler_images, to_uint8_pixels)
 
 log = logging.getLogger(__name__)
+SELECT = METRICS["select_score"]  # lower is better (the registry says so; best.pt keeps the best)
 MIN_RECALL_RATIO = 0.05  # the floor of r_min in the selection score
 
 
 def selection_score(fd: float, fd_floor: float, r_min: float) -> float:
-    """The documented selection criterion (module docstring); lower is better."""
+    """The documented selection criterion (module docstring); its direction is ``METRICS["select_score"]``."""
     import math
 
     if not math.isfinite(fd):
@@ -145,7 +147,7 @@ class EvalHook:
             return None
         ev = self.evaluate(ctx.sampler())
         out = dict(ev["record"])
-        if ev["score"] < self.best:
+        if SELECT.improves(ev["score"], self.best):
             self.best, self.fd_best = ev["score"], out["fd_xray"]
             ctx.save_checkpoint(ctx.run.best)
             out["best_step"] = ctx.step

@@ -20,6 +20,7 @@ from typing import Any, Iterable
 
 import yaml
 
+from xraygan.metrics.registry import METRICS
 from xraygan.report.figures import data_uri, file_uri, grid_rows, line_plot, pick_evenly, png_bytes
 from xraygan.report.rundir import (
     RunInfo, better, eval_info, eval_rows, fd_floors, fd_series, fd_summary, fmt, is_loss_key, latest_evals, load_run,
@@ -35,7 +36,7 @@ th{background:#eef2f6}td.num{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:.6em 0 1.2em}figcaption{font-size:.85em;color:#555}img{max-width:100%;image-rendering:pixelated;border:1px solid #ddd}
 img.plot{image-rendering:auto}.na{color:#a33;font-style:italic}.strip{display:flex;align-items:center;gap:.8em;margin:.2em 0}
 .strip span{min-width:7em;font-size:.85em;color:#555;text-align:right}pre{background:#f6f8fa;padding:.8em;overflow:auto;font-size:.85em}pre.wrap{white-space:pre-wrap}
-.badge{display:inline-block;padding:.1em .5em;border-radius:.3em;background:#eee}.improves{background:#cfc}.harms{background:#fcc}
+.badge{display:inline-block;padding:.1em .5em;border-radius:.3em;background:#eee}.improves{background:#cfc}.harms{background:#fcc}.equivalent{background:#cde4ff}.inconclusive{background:#ffe9b3}
 nav a{margin-right:1em}.synthetic{background:#fff4d6;border:1px solid #e0c060;padding:.4em .8em}
 """
 MAX_STEPS_SHOWN = 8
@@ -94,7 +95,7 @@ def _summary(info: RunInfo) -> str:
     per_class = ""
     if pc_rows:
         per_class = (f"<h3>Per class at step {pc_step} (training split, beside the real-vs-real floor)</h3>"
-                     + _table(("class", "metric", "value", "floor", "better"), [(c, m, v, f, better(m) or ("near real" if m == "pixel_std" else "")) for c, m, v, f in pc_rows]))
+                     + _table(("class", "metric", "value", "floor", "better"), [(c, m, v, f, better(m)) for c, m, v, f in pc_rows]))
     return "<h2 id=summary>Summary</h2>" + hint + _table(("", ""), rows) + per_class
 
 
@@ -131,7 +132,7 @@ def _curves(info: RunInfo) -> str:
     out.append(_figure(data_uri(line_plot(losses, "Losses", "loss")), "Losses per logged step (metrics.jsonl)", "plot")
                if losses else _na("Loss curve", "no loss values in metrics.jsonl"))
     caption = "Fréchet distance during training (metrics.jsonl)" + ("; dashed: the floor (two disjoint real halves)" if floors else "")
-    out.append(_figure(data_uri(line_plot(fds, "Fréchet distance", "FD (lower is better)", logy=True, hlines=floors)), caption, "plot")
+    out.append(_figure(data_uri(line_plot(fds, "Fréchet distance", f"FD ({METRICS['fd'].phrase})", logy=True, hlines=floors)), caption, "plot")
                if fds else _na("FD curve", "no FD values in metrics.jsonl (train with --eval-every, or run `xraygan evaluate`)"))
     return "\n".join(out)
 
@@ -191,7 +192,7 @@ def _verdict_rows(res: dict) -> list[tuple[str, str, str]]:
     """(comparison, verdict, because) from results.json's ``comparisons`` (else any 'verdict' entry)."""
     comparisons = res.get("comparisons")
     if isinstance(comparisons, dict) and comparisons:
-        return [(f"{label} vs real", str(c.get("verdict", "")), str(c.get("because", "")))
+        return [(f"{label} vs {c.get('against', 'real')}", str(c.get("verdict", "")), str(c.get("because", "")))
                 for label, c in comparisons.items() if isinstance(c, dict)]
     return [(where, v, "") for where, v in _verdicts(res)]
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import yaml
 
-from xraygan.report.rundir import (KNOWN_SOURCES, RunInfo, better, eval_info, eval_rows, fd_summary, fmt, latest_evals,
+from xraygan.metrics.registry import better
+from xraygan.report.rundir import (KNOWN_SOURCES, RunInfo, eval_info, eval_rows, fd_summary, fmt, latest_evals,
                                     load_run, provenance)
 from xraygan.utils.fs import atomic_write_text
 

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from xraygan.errors import XrayganError
+from xraygan.metrics.registry import better as registry_better
 
 # Known sources: a substring of the dataset's source -> (citation, licence).
 KNOWN_SOURCES: dict[str, tuple[str, str]] = {
@@ -264,18 +265,10 @@ def fd_floors(series: dict[str, list]) -> dict[str, float]:
     return {k: v[-1][1] for k, v in series.items() if v and is_fd_key(k) and "floor" in k.lower()}
 
 
-# which way is better, by the last part of a metric's name (as `xraygan evaluate` prints it)
-BETTER = {"fd": "lower", "kid": "lower", "precision": "higher", "recall": "higher", "density": "~1",
-          "coverage": "higher", "ssim": "near real", "fake_below_share": "lower", "fake_median_nn": "near held-out",
-          "authenticity": "higher"}
-
-
 def better(metric: str) -> str:
-    """'lower', 'higher', '~1'... for a metric path such as ``per_class/NORMAL/fd``; '' if unknown."""
-    parts = metric.split("/")
-    if parts[0] == "class_consistency":
-        return "higher"
-    return BETTER.get(parts[-1], "")
+    """'lower', 'higher', '~1'... for a metric path such as ``per_class/NORMAL/fd``; '' if unknown
+    (from the metric registry, :mod:`xraygan.metrics.registry`)."""
+    return registry_better(metric)
 
 
 def eval_rows(data: Any) -> list[tuple[str, Any, Any]]:

@@ -1,18 +1,21 @@
 """The options of one training run (``xraygan train``) as a dataclass, saved as ``config.yaml``.
 
 Families (see :mod:`xraygan.training.families`) that need options of their own read them from the
-free-form ``model_options`` dict, validated against the family's ``Options`` dataclass; the
-resolved values are written back into ``config.yaml``.
+``model_options`` dict, parsed by the types their ``Options`` dataclass declares
+(:mod:`xraygan.training.family_options`); the resolved values are written back into ``config.yaml``.
+:func:`config_from_options` is the one way from command-line, YAML, preset or run-config options to
+a validated :class:`TrainConfig`.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from xraygan import options as opt
 from xraygan.errors import UsageError, XrayganError
+from xraygan.training.family_options import FAMILIES, UNCONDITIONAL_FAMILIES
 
 CONFIG_FORMAT_VERSION = 1
 
@@ -30,10 +33,11 @@ class TrainConfig:
     split: tuple[str, ...] = ("train",)
     loss: str = "bce"
     smooth: float = 0.9  # one-sided label smoothing of real targets (bce only)
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
+    # optimizer: None = the family's paper default (dcgan: 2e-4, 2e-4, 0.5, 0.999), resolved when training starts
+    lr_g: Optional[float] = None
+    lr_d: Optional[float] = None
+    beta1: Optional[float] = None
+    beta2: Optional[float] = None
     batch: int = 64
     latent_dim: int = 128
     width: int = 64  # base number of feature maps
@@ -69,10 +73,10 @@ class TrainConfig:
         c = opt.check
         self.smooth = c("--smooth", self.smooth, opt.real(0.0, 1.0, lo_open=True, what="1 disables smoothing"))
         self.ema = c("--ema", self.ema, opt.real(0.0, 1.0, hi_open=True, what="0 disables the EMA generator"))
-        self.lr_g = c("--lr-g", self.lr_g, opt.positive_float)
-        self.lr_d = c("--lr-d", self.lr_d, opt.positive_float)
-        self.beta1 = c("--beta1", self.beta1, opt.beta)
-        self.beta2 = c("--beta2", self.beta2, opt.beta)
+        self.lr_g = c("--lr-g", self.lr_g, opt.positive_float, optional=True)
+        self.lr_d = c("--lr-d", self.lr_d, opt.positive_float, optional=True)
+        self.beta1 = c("--beta1", self.beta1, opt.beta, optional=True)
+        self.beta2 = c("--beta2", self.beta2, opt.beta, optional=True)
         for name in ("batch", "steps", "sample_every", "ckpt_every", "log_every", "latent_dim", "width"):
             setattr(self, name, c(f"--{name.replace('_', '-')}", getattr(self, name), opt.positive_int))
         for name, what in (("eval_every", "0 = off"), ("keep_ckpts", "0 keeps all"), ("threads", "0 = PyTorch's default"),
@@ -82,10 +86,10 @@ class TrainConfig:
         self.max_time = c("--max-time", self.max_time, opt.real(0.0, lo_open=True, what="seconds"), optional=True)
         self.ckpt_minutes = c("--ckpt-minutes", self.ckpt_minutes, opt.real(0.0, what="0 = off"))
         self.size = c("--size", self.size, opt.positive_int, optional=True)
-        family = _family(self.model)
+        _family(self.model)
         if self.size is not None:
             check_size(self.model, self.size)
-        if self.conditional and not getattr(family, "supports_conditional", True):
+        if self.conditional and self.model in UNCONDITIONAL_FAMILIES:
             raise UsageError(f"--model {self.model} is unconditional; drop --conditional (or train one class with --label L)")
         if self.diffaug != "auto":
             from xraygan.augment.diffaug import parse_policy
@@ -121,29 +125,70 @@ class TrainConfig:
         return Path(self.out)
 
 
-def parse_options(options_cls: type, given: dict[str, Any], model: str) -> Any:
-    """Build a family's ``Options`` dataclass from ``model_options``; unknown keys are an error."""
-    names = {f.name for f in dataclasses.fields(options_cls)}
-    unknown = sorted(set(given) - names)
-    if unknown:
-        known = ", ".join(sorted(names)) or "none"
-        raise UsageError(f"model option(s) {', '.join(unknown)} are not known to --model {model}; its options are: {known}")
-    return options_cls(**given)
-
-
-def _family(model: str) -> type:
-    """The family class of ``--model`` (an unknown name is a :class:`UsageError`)."""
-    from xraygan.training.families import FAMILIES, get_family
-
+def _family(model: str) -> str:
+    """``model`` if it is a registered family (an unknown name is a :class:`UsageError`)."""
     if model not in FAMILIES:
         raise UsageError(f"--model {model}: unknown model; choose from {', '.join(FAMILIES)}")
-    return get_family(model)
+    return model
+
+
+# keys of a command line / YAML config that are not TrainConfig fields: options of the command itself
+_COMMAND_KEYS = {"resume", "help_options", "config", "print_config", "preset", "command", "_run", "_check", "verbose", "quiet"}
+
+
+def config_from_options(options: Mapping[str, Any]) -> TrainConfig:
+    """The validated :class:`TrainConfig` of ``xraygan train`` options, from any source.
+
+    ``options`` may be the parsed command line (``vars(args)``), a YAML config or preset, the
+    ``options`` of a run's ``config.yaml`` or a whole run ``config.yaml`` (format ``xraygan-run``).
+    Family options may be given as ``model_options`` (a mapping) and/or ``model_option`` (a mapping,
+    ``(KEY, VALUE)`` pairs or ``KEY=VALUE`` strings); ``split`` as ``"train,val"`` or a list. Unset
+    values (None) keep their defaults. Raises :class:`UsageError` naming the option.
+    """
+    d = dict(options)
+    if d.get("format") == "xraygan-run":
+        d = {**options_from_run_config(d), "force": False}  # the original run's --force is not carried over
+    d.pop("format_version", None)
+    fam = dict(opt.model_options(d.pop("model_options", None) or {}))
+    fam.update(opt.model_options(d.pop("model_option", None) or []))
+    for key in _COMMAND_KEYS:
+        d.pop(key, None)
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(str(k) for k in set(d) - names)
+    if unknown:
+        raise UsageError(f"unknown training option(s) {', '.join(unknown)}")
+    kw = {k: v for k, v in d.items() if v is not None}
+    if "split" in kw:
+        value = kw["split"]
+        items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+        kw["split"] = tuple(str(s).strip() for s in items if str(s).strip())
+    for key in ("data", "out"):
+        if key in kw:
+            kw[key] = str(kw[key])
+    return TrainConfig(**kw, model_options=fam).validate()
+
+
+def options_from_run_config(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The training options recorded in a run's ``config.yaml`` (its ``options``), upgraded to today's meaning.
+
+    Run configs of format version 1 wrote the DCGAN optimizer defaults for every family although
+    StyleGAN2 and PGGAN trained with their paper values; those are read back as unset.
+    """
+    if not isinstance(doc.get("options"), dict):
+        raise UsageError("run config: no 'options' mapping")
+    out = dict(doc["options"])
+    if int(doc.get("format_version") or 1) < 2 and out.get("model") not in ("dcgan", "dcgan-tutorial", None):
+        for key, old_default in (("lr_g", 2e-4), ("lr_d", 2e-4), ("beta1", 0.5), ("beta2", 0.999)):
+            if out.get(key) == old_default:
+                out[key] = None
+    return out
 
 
 def supported_sizes(model: str) -> tuple[int, ...]:
-    """Training sizes of ``--model``: the family's ``sizes`` if it declares them, else powers of two 4..1024."""
-    sizes = getattr(_family(model), "sizes", None)
-    if sizes is None and model in ("dcgan", "dcgan-tutorial"):
+    """Training sizes of ``--model``: DCGAN's list, else powers of two 4..1024."""
+    _family(model)
+    sizes = None
+    if model in ("dcgan", "dcgan-tutorial"):
         from xraygan.models.dcgan import SIZES as sizes
     return tuple(sizes or (2**k for k in range(2, 11)))
 

@@ -7,7 +7,8 @@ progress bar, ``--steps``/``--max-time``, SIGTERM/Ctrl-C and evaluation hooks. A
 networks, optimizers, losses and regularisers.
 
 Adding a family (e.g. StyleGAN2, PGGAN): subclass :class:`GANFamily`, implement ``build`` and
-``train_step`` (and override the others as needed), then add one line to ``FAMILIES``.
+``train_step`` (and override the others as needed), then add one line to ``FAMILIES``
+(:mod:`xraygan.training.family_options`, the torch-free registry the CLI reads).
 
 The contract, as the trainer uses it::
 
@@ -30,9 +31,14 @@ The contract, as the trainer uses it::
   BatchNorm statistics of the EMA copy are recomputed by the trainer). ``sample`` must work with any
   generator of the same architecture (G itself or its EMA copy) and must not change it; it is
   called under ``torch.no_grad()`` with the generator in eval mode.
-- Extra options: declare a dataclass ``Options`` on the class; ``cfg.model_options`` (a dict,
-  ``--model-option KEY=VALUE`` on the command line) is validated against it and available as
-  ``self.options``; unknown keys are a clear error. Resolved options are written to config.yaml.
+- Extra options: declare a dataclass ``Options`` on the class, each field made with
+  :func:`~xraygan.training.family_options.option` (type, range or choices, default, help);
+  ``cfg.model_options`` (a dict, ``--model-option KEY=VALUE`` on the command line) is parsed by those
+  types and available as ``self.options``; unknown keys and bad values are a :class:`UsageError`
+  naming the option; ``xraygan train --model NAME --help-options`` lists them. Resolved options are
+  written to config.yaml. Register the name in ``family_options.FAMILIES``.
+- Optimizer defaults: ``paper_optim`` gives lr_g, lr_d, beta1, beta2 used when the TrainConfig
+  leaves them None (not given); the values used are written back into the config.
 - ``extra_state()`` must return only tensors, numbers, strings, lists and dicts (checkpoints load
   with ``weights_only=True``).
 - Mixed precision: ``self.autocast()`` is a context manager that is a no-op unless ``--amp`` on CUDA
@@ -49,26 +55,26 @@ import torch
 from torch import nn
 
 from xraygan.augment.diffaug import diff_augment, parse_policy
-from xraygan.errors import XrayganError
-from xraygan.training.config import TrainConfig, parse_options
-from xraygan.training.family_common import ExtraGLosses, ExtraLossOptions
+from xraygan.errors import UsageError, XrayganError
+from xraygan.training.config import TrainConfig
+from xraygan.training.family_common import ExtraGLosses, ExtraLossOptions, user_or_paper
+from xraygan.training.family_options import FAMILIES, option, parse_options
 from xraygan.training.losses import d_loss, g_loss
 
-# --model name -> "module:Class" (imported on use)
-FAMILIES: dict[str, str] = {
-    "dcgan": "xraygan.training.families:DCGANFamily",
-    "dcgan-tutorial": "xraygan.training.families:TutorialDCGANFamily",
-    "stylegan2": "xraygan.training.family_stylegan2:StyleGAN2Family",
-    "pggan": "xraygan.training.family_pggan:PGGANFamily",
-}
+__all__ = ["FAMILIES", "GANFamily", "check_model_options", "get_family"]
 
 
 def get_family(name: str) -> type["GANFamily"]:
     """The family class registered as ``name``; unknown names are a clear error."""
     if name not in FAMILIES:
-        raise XrayganError(f"--model {name}: unknown model; choose from {', '.join(FAMILIES)}")
+        raise UsageError(f"--model {name}: unknown model; choose from {', '.join(FAMILIES)}")
     mod, attr = FAMILIES[name].split(":")
     return getattr(importlib.import_module(mod), attr)
+
+
+def check_model_options(cfg: TrainConfig) -> Any:
+    """The family ``Options`` of ``cfg`` parsed from ``cfg.model_options`` (:class:`UsageError` naming a bad one)."""
+    return parse_options(get_family(cfg.model).Options, dict(cfg.model_options), cfg.model)
 
 
 @dataclass
@@ -82,11 +88,15 @@ class GANFamily:
     name = "base"
     Options: type = NoOptions
     supports_conditional = True
+    # optimizer settings used when --lr-g/--lr-d/--beta1/--beta2 are not given (None in the TrainConfig)
+    paper_optim: dict[str, float] = {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999}
 
     def __init__(self, cfg: TrainConfig, n_classes: int, device: torch.device) -> None:
         if n_classes and not self.supports_conditional:
             raise XrayganError(f"--model {cfg.model} is unconditional; drop --conditional (or train one class with --label L)")
         self.cfg, self.n_classes, self.device = cfg, n_classes, torch.device(device)
+        for key, paper in self.paper_optim.items():  # unset (None): this family's default; written to config.yaml
+            setattr(cfg, key, user_or_paper(cfg, key, paper))
         self.options = parse_options(self.Options, dict(cfg.model_options), cfg.model)
         # the extra generator losses of every family whose options include them (ExtraLossOptions)
         self.extra = ExtraGLosses(self.options, self.device) if isinstance(self.options, ExtraLossOptions) else None
@@ -168,13 +178,14 @@ class GANFamily:
 class DCGANOptions(ExtraLossOptions):
     """``--model-option`` keys of ``--model dcgan``."""
 
-    d_norm: str = "bn"  # discriminator normalisation: bn (tutorial BatchNorm) or sn (spectral norm)
-    # conditional-collapse fixes (issue 12; benchmarks/conditional_collapse.py). "auto" = on for a conditional model
-    mbstd: Any = "auto"  # D: per-class minibatch standard deviation feature before its last convolution
-    balance: Any = "auto"  # draw real batches class-balanced (a uniform class, then a uniform image of it)
-    g_cond: str = "concat"  # how a conditional G reads the label: concat (embedding ++ z), cbn (class-conditional BatchNorm) or both
-    fake_labels: str = "real"  # labels of the fake batch: real (those of the real batch) or uniform
-    d_embed_init: float = 0.02  # std of the projection embedding's initial weights (bn discriminator)
+    d_norm: str = option("bn", str, "discriminator normalisation: bn (tutorial BatchNorm) or sn (spectral norm)", choices=("bn", "sn"))
+    # conditional-collapse fixes (issue 12; benchmarks/conditional_collapse.py). auto = on for a conditional model
+    mbstd: Any = option("auto", "auto_bool", "D: per-class minibatch standard deviation feature before its last convolution (auto: on when conditional)")
+    balance: Any = option("auto", "auto_bool", "draw real batches class-balanced: a uniform class, then a uniform image of it (auto: on when conditional)")
+    g_cond: str = option("concat", str, "how a conditional G reads the label: concat (embedding ++ z), cbn (class-conditional BatchNorm) or both",
+                         choices=("concat", "cbn", "both"))
+    fake_labels: str = option("real", str, "labels of the fake batch: real (those of the real batch) or uniform", choices=("real", "uniform"))
+    d_embed_init: float = option(0.02, float, "std of the projection embedding's initial weights (bn discriminator)", lo=0.0)
 
 
 class DCGANFamily(GANFamily):

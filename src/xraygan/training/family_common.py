@@ -15,24 +15,24 @@ import torch
 
 from xraygan.errors import XrayganError
 from xraygan.training.config import TrainConfig
+from xraygan.training.family_options import option, parse_res_map_text
 from xraygan.training.gan_losses import feature_matching_loss
 
 
 def user_or_paper(cfg: TrainConfig, name: str, paper: float) -> float:
-    """``cfg.<name>`` when the user changed it from the DCGAN default, else the paper's value."""
-    default = next(f.default for f in dataclasses.fields(TrainConfig) if f.name == name)
+    """``cfg.<name>`` when the user gave it (not None), else the paper's value."""
     value = getattr(cfg, name)
-    return float(paper if value == default else value)
+    return float(paper if value is None else value)
 
 
-def adam(params, cfg: TrainConfig, which: str, paper_lr: float, paper_betas: tuple[float, float],
-         reg_interval: int = 0) -> torch.optim.Adam:
-    """Adam with the paper's lr/betas unless ``--lr-g/--lr-d/--beta1/--beta2`` were given.
+def adam(params, cfg: TrainConfig, which: str, reg_interval: int = 0) -> torch.optim.Adam:
+    """Adam with ``--lr-g``/``--lr-d``, ``--beta1``/``--beta2`` (resolved to the family's paper values
+    by :class:`~xraygan.training.families.GANFamily` when not given).
 
     ``reg_interval`` k > 0 applies the lazy-regularisation correction c = k / (k + 1).
     """
-    lr = user_or_paper(cfg, f"lr_{which}", paper_lr)
-    b1, b2 = user_or_paper(cfg, "beta1", paper_betas[0]), user_or_paper(cfg, "beta2", paper_betas[1])
+    lr = float(getattr(cfg, f"lr_{which}"))
+    b1, b2 = float(cfg.beta1), float(cfg.beta2)
     c = reg_interval / (reg_interval + 1) if reg_interval > 0 else 1.0
     return torch.optim.Adam(params, lr=lr * c, betas=(b1**c, b2**c), eps=1e-8)
 
@@ -48,39 +48,22 @@ def widths(cfg: TrainConfig, channel_base: Optional[int], channel_max: Optional[
 
 
 def parse_res_map(value: object, what: str) -> dict[int, int]:
-    """Parse ``"256:16,512:8"`` (or a mapping ``{256: 16}``) into {256: 16, 512: 8}.
-
-    A single ``RES:VALUE`` pair typed on the command line is read by YAML as a base-60 integer
-    (``32:4`` -> 1924), so a bare integer is rejected with a hint instead of being misread.
-    """
-    if isinstance(value, dict):
-        pairs = list(value.items())
-    elif isinstance(value, str):
-        try:
-            pairs = [tuple(p.split(":")) for p in (q.strip() for q in value.split(",")) if p]
-            pairs = [(int(r), int(v)) for r, v in pairs]
-        except ValueError:
-            raise XrayganError(f"model option {what}={value!r}: expected RES:VALUE pairs like 256:16,512:8") from None
-    elif value in (None, 0):
-        pairs = []
-    else:
-        raise XrayganError(f"model option {what}={value!r}: expected RES:VALUE pairs; a single pair must be written "
-                           f"as a mapping, e.g. --model-option '{what}={{32: 4}}' (YAML reads 32:4 as a number)")
-    out: dict[int, int] = {}
-    for res, val in pairs:
-        if int(val) < 1:
-            raise XrayganError(f"model option {what}: value for {res} px must be at least 1")
-        out[int(res)] = int(val)
-    return out
+    """Parse ``"256:16,512:8"`` (or a mapping ``{256: 16}``) into {256: 16, 512: 8}; a clear error naming ``what``."""
+    if value in (None, "", 0):
+        return {}
+    try:
+        return parse_res_map_text(value)
+    except ValueError as e:
+        raise XrayganError(f"model option {what}={value!r}: {e}") from None
 
 
 @dataclasses.dataclass
 class ExtraLossOptions:
     """Model options of the extra generator losses, shared by every family's options."""
 
-    feature_matching: float = 0.0  # weight of the feature-matching loss on D's penultimate features
-    perceptual: float = 0.0  # weight of the VGG16 batch-statistics loss (needs vgg_weights)
-    vgg_weights: str = ""  # local torchvision vgg16 state dict for ``perceptual``
+    feature_matching: float = option(0.0, float, "weight of the feature-matching loss on D's penultimate features (0 = off)", lo=0.0)
+    perceptual: float = option(0.0, float, "weight of the VGG16 batch-statistics loss (0 = off; needs vgg_weights)", lo=0.0)
+    vgg_weights: str = option("", str, "local torchvision vgg16 state dict for perceptual (nothing is downloaded)")
 
 
 class ExtraGLosses:

@@ -26,18 +26,19 @@ from xraygan.errors import XrayganError
 from xraygan.training import gan_losses as L
 from xraygan.training.families import GANFamily
 from xraygan.training.family_common import ExtraLossOptions, adam, parse_res_map, widths
+from xraygan.training.family_options import option
 
 
 @dataclass
 class PGGANOptions(ExtraLossOptions):
     """Options of ``--model pggan``."""
 
-    phase_kimg: float = 20.0           # thousand images per fade-in and per stabilisation (paper: 600)
-    batch_per_res: Any = ""            # e.g. "128:32,256:16" or {128: 32}; other resolutions use --batch
-    gp_weight: float = 10.0            # WGAN-GP lambda
-    drift: float = 0.001               # drift penalty epsilon
-    channel_base: Optional[int] = None  # channels at resolution r = min(base // r, max); default from --width
-    channel_max: Optional[int] = None
+    phase_kimg: float = option(20.0, float, "thousand images per fade-in and per stabilisation (paper: 600)", lo=0.0, lo_open=True)
+    batch_per_res: dict = option({}, "res_map", "batch size per resolution, e.g. 128:32,256:16; other resolutions use --batch")
+    gp_weight: float = option(10.0, float, "WGAN-GP lambda", lo=0.0)
+    drift: float = option(0.001, float, "drift penalty epsilon", lo=0.0)
+    channel_base: Optional[int] = option(None, int, "channels at resolution r = min(base // r, max); unset: from --width", lo=1)
+    channel_max: Optional[int] = option(None, int, "channel cap; unset: min(8 * --width, 512)", lo=1)
 
 
 def schedule(images: float, phase_images: float, num_stages: int) -> tuple[int, float]:
@@ -57,6 +58,7 @@ class PGGANFamily(GANFamily):
 
     name = "pggan"
     Options = PGGANOptions
+    paper_optim = {"lr_g": 0.001, "lr_d": 0.001, "beta1": 0.0, "beta2": 0.99}
 
     def build(self) -> tuple[nn.Module, nn.Module]:
         from xraygan.models.pggan import PGGANConfig, PGGANDiscriminator, PGGANGenerator
@@ -72,8 +74,8 @@ class PGGANFamily(GANFamily):
         return PGGANGenerator(self.net_cfg), PGGANDiscriminator(self.net_cfg)
 
     def make_optimizers(self) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
-        return (adam(self.G.parameters(), self.cfg, "g", 0.001, (0.0, 0.99)),
-                adam(self.D.parameters(), self.cfg, "d", 0.001, (0.0, 0.99)))
+        return (adam(self.G.parameters(), self.cfg, "g"),
+                adam(self.D.parameters(), self.cfg, "d"))
 
     @property
     def stage_alpha(self) -> tuple[int, float]:

@@ -23,6 +23,7 @@ from xraygan.errors import XrayganError
 from xraygan.training import gan_losses as L
 from xraygan.training.families import GANFamily
 from xraygan.training.family_common import ExtraLossOptions, adam, widths
+from xraygan.training.family_options import option
 
 W_MEAN_SAMPLES = 2048      # latents per class used to estimate the mean w for truncation
 W_MEAN_SEED = 20240531
@@ -32,19 +33,19 @@ W_MEAN_SEED = 20240531
 class StyleGAN2Options(ExtraLossOptions):
     """Options of ``--model stylegan2``."""
 
-    r1_gamma: Optional[float] = None   # R1 weight; None = 0.0002 * size**2 / batch
-    r1_interval: int = 16              # lazy R1 every N steps (0 = off)
-    pl_weight: float = 0.0             # path-length regularisation weight (paper: 2; 0 = off)
-    pl_interval: int = 4
-    mixing: float = 0.9                # style-mixing probability
-    ada: bool = True                   # adaptive augmentation (replaces --diffaug when on)
-    ada_target: float = 0.6            # target of r_t = E[sign(D(real))]
-    ada_interval: int = 4              # D steps between p updates
-    ada_kimg: float = 100.0            # p can move from 0 to 1 in this many thousand images
-    ada_p: float = 0.0                 # initial p (with ada=false: a fixed augmentation probability)
-    mapping_layers: int = 8
-    channel_base: Optional[int] = None  # channels at resolution r = min(base // r, max); default from --width
-    channel_max: Optional[int] = None
+    r1_gamma: Optional[float] = option(None, float, "R1 weight; unset: the StyleGAN2-ADA heuristic 0.0002 * size**2 / batch", lo=0.0)
+    r1_interval: int = option(16, int, "lazy R1 every N steps (0 = off)", lo=0)
+    pl_weight: float = option(0.0, float, "path-length regularisation weight (paper: 2; 0 = off)", lo=0.0)
+    pl_interval: int = option(4, int, "path-length regularisation every N steps", lo=1)
+    mixing: float = option(0.9, float, "style-mixing probability", lo=0.0, hi=1.0)
+    ada: bool = option(True, bool, "adaptive discriminator augmentation (replaces --diffaug when on)")
+    ada_target: float = option(0.6, float, "ADA target of r_t = E[sign(D(real))]", lo=0.0, hi=1.0)
+    ada_interval: int = option(4, int, "D steps between ADA p updates", lo=1)
+    ada_kimg: float = option(100.0, float, "ADA p can move from 0 to 1 in this many thousand images", lo=0.0, lo_open=True)
+    ada_p: float = option(0.0, float, "initial ADA p (with ada=false: a fixed augmentation probability)", lo=0.0, hi=1.0)
+    mapping_layers: int = option(8, int, "layers of the mapping network", lo=1)
+    channel_base: Optional[int] = option(None, int, "channels at resolution r = min(base // r, max); unset: from --width", lo=1)
+    channel_max: Optional[int] = option(None, int, "channel cap; unset: min(8 * --width, 512)", lo=1)
 
 
 class StyleGAN2Family(GANFamily):
@@ -52,6 +53,7 @@ class StyleGAN2Family(GANFamily):
 
     name = "stylegan2"
     Options = StyleGAN2Options
+    paper_optim = {"lr_g": 0.0025, "lr_d": 0.0025, "beta1": 0.0, "beta2": 0.99}
 
     def build(self) -> tuple[nn.Module, nn.Module]:
         from xraygan.models.stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
@@ -81,8 +83,8 @@ class StyleGAN2Family(GANFamily):
 
     def make_optimizers(self) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
         o = self.options
-        return (adam(self.G.parameters(), self.cfg, "g", 0.0025, (0.0, 0.99), o.pl_interval if o.pl_weight > 0 else 0),
-                adam(self.D.parameters(), self.cfg, "d", 0.0025, (0.0, 0.99), o.r1_interval if o.r1_gamma > 0 else 0))
+        return (adam(self.G.parameters(), self.cfg, "g", o.pl_interval if o.pl_weight > 0 else 0),
+                adam(self.D.parameters(), self.cfg, "d", o.r1_interval if o.r1_gamma > 0 else 0))
 
     def resolved_options(self) -> dict[str, Any]:
         return asdict(self.options)

@@ -50,7 +50,7 @@ from xraygan.augment.diffaug import DEFAULT_POLICY
 from xraygan.data.dataset import PreparedDataset, resize_images
 from xraygan.errors import TrainingDiverged, XrayganError
 from xraygan.training.checkpoint import capture_rng, first_nonfinite, load_checkpoint, restore_rng, save_checkpoint
-from xraygan.training.config import TrainConfig
+from xraygan.training.config import TrainConfig, options_from_run_config
 from xraygan.training.distributed import DistInfo, init_distributed, max_all, share_module, shutdown
 from xraygan.training.ema import ema_decay, make_ema, refresh_batchnorm, update_ema
 from xraygan.training.families import GANFamily, get_family
@@ -200,7 +200,7 @@ class LoopContext:
 def resume_config(run: str | Path, **overrides: Any) -> TrainConfig:
     """The TrainConfig of an existing run with ``overrides`` (e.g. steps, max_time) applied."""
     info = RunDir(run).read_config()
-    cfg = TrainConfig.from_dict(info["options"])
+    cfg = TrainConfig.from_dict(options_from_run_config(info))
     for k, v in overrides.items():
         if v is not None:
             setattr(cfg, k, v)

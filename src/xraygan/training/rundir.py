@@ -24,7 +24,7 @@ from xraygan.utils.fs import (atomic_copy, atomic_write_text, atomic_write_yaml,
                               output_lock, refuse_overlap, remove_output, write_marker)
 
 RUN_FORMAT = "xraygan-run"
-RUN_FORMAT_VERSION = 1
+RUN_FORMAT_VERSION = 2  # 2: unset optimizer options are None (the family's paper default), resolved values recorded
 
 
 class RunDir:
