@@ -159,7 +159,9 @@ def test_oracle_needs_a_real_fraction_below_one(tiny_prepared, tmp_path):
 def test_every_arm_and_option_end_to_end(tiny_prepared, tmp_path):
     from tests.helpers import make_prepared
 
-    ext = make_prepared(tmp_path / "ext", size=16, n_per_class=8, seed=5)
+    from tests.test_experiment_guards_metrics import _rename_patients
+
+    ext = _rename_patients(make_prepared(tmp_path / "ext", size=16, n_per_class=8, seed=5), "ext-")  # no shared patients
     out = tmp_path / "exp"
     cfg = _cfg(tiny_prepared, out, gan_config="oracle", arms=("real", "real+classic", "real+synthetic", "synthetic"),
                ratios=(0.5, 2.0), balance=False, real_fraction=0.5, test=str(ext))

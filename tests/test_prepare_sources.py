@@ -51,7 +51,7 @@ def test_open_generated_folder_and_resize(tmp_path, caplog):
 
 def test_open_image_set_errors(tmp_path):
     (tmp_path / "empty" / "A").mkdir(parents=True)
-    with pytest.raises(XrayganError, match="no PNG/JPEG images"):
+    with pytest.raises(XrayganError, match="no PNG/JPEG/TIFF/BMP or DICOM images"):
         open_image_set(tmp_path / "empty")
     with pytest.raises(XrayganError, match="not a folder"):
         open_image_set(tmp_path / "missing")

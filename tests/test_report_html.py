@@ -45,8 +45,8 @@ def test_run_report_has_every_part(tmp_path):
     html = render_report(run)
     _assert_self_contained(html)
     imgs = _images(html)
-    # 2 classes x 4 steps strips + latest grid + loss curve + FD curve + closest pairs + loss.png
-    assert len(imgs) == 8 + 1 + 2 + 1 + 1
+    # 2 classes x 4 steps strips + latest grid + loss curve + FD curve + closest pairs (loss.png not shown twice)
+    assert len(imgs) == 8 + 1 + 2 + 1
     strips = imgs[:8]
     assert all(im.height >= 64 and im.width == 4 * im.height for im in strips)  # one row of 4 cells, enlarged
     for title in ("Samples over training time", "Training curves", "Evaluation", "Config and provenance", "Memorisation"):

@@ -85,7 +85,7 @@ def test_real_run_model_card_and_report(real_run, tmp_path):
     out = tmp_path / "r.html"
     assert main(["report", str(real_run), "--out", str(out), "-q"]) == 0
     html = out.read_text()
-    assert html.count('src="data:image/png;base64,') == 2 * 3 + 1 + 1 + 1  # strips, latest grid, loss curve, loss.png
+    assert html.count('src="data:image/png;base64,') == 2 * 3 + 1 + 1  # strips, latest grid, loss curve (loss.png not twice)
     assert "step 2" in html and "step 6" in html and "MODEL_CARD.md" in html
 
 

@@ -7,7 +7,10 @@ Two forms:
   xraygan evaluate --real data/cxr64 --fake samples/ --out eval.json
   xraygan evaluate runs/dcgan1 --real data/cxr64 [--checkpoint best]
 
-DIRs are prepared datasets or folders with one sub-folder per class (what `generate` writes).
+DIRs are prepared datasets or folders with one sub-folder per class of PNG/JPEG/TIFF/BMP or DICOM
+images (what `generate` writes, --format png or dicom). When --fake was written by `generate`, its
+manifest.csv names the run: the result is also stored in RUN/eval/step_<step>_<features>_generated.json
+(so `xraygan report RUN` shows it; a run folder that is gone is only a warning).
 With a RUN, --n images are sampled from its EMA generator and the JSON is also stored in
 RUN/eval/step_<step>_<features>.json. Memorisation uses --train, or, when --real is a prepared
 dataset, its train split against its val+test splits.

@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "or the controls `oracle` / `noise`")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="experiment folder; re-running with the same DIR resumes")
     p.add_argument("--test", type=Path, metavar="PREPARED_OR_DIR",
-                   help="an extra held-out set, used only for evaluation: a prepared dataset, or a folder/CSV that `xraygan prepare` reads (prepared at PREPARED's size into DIR/test-prepared)")
+                   help="an extra held-out set, used only for evaluation: a prepared dataset, or a folder/CSV that `xraygan prepare` reads (prepared at PREPARED's size into DIR/test-prepared); refused if it shares a patient id or an image's sha256 with PREPARED's train+val")
     p.add_argument("--classifier", default="small", choices=["small", "resnet18", "resnet50", "densenet121"], help="classifier (one input channel)")
     p.add_argument("--imagenet-weights", metavar="FILE", help="local torchvision state dict of the classifier's ImageNet weights (first conv summed to one channel)")
     p.add_argument("--input-size", type=arg(positive_int), default=64, help="classifier input size in pixels")

@@ -23,7 +23,7 @@ import numpy as np
 
 from xraygan.data.io import is_dicom_file, is_image_file
 from xraygan.errors import XrayganError
-from xraygan.utils.pixels import round_to_uint8
+from xraygan.utils.pixels import round_to_uint8, unit_to_uint8
 
 log = logging.getLogger(__name__)
 NPZ_SPLITS = {"train": "train", "val": "val", "test": "test"}
@@ -262,7 +262,8 @@ class ImageSet:
 
 
 def open_image_set(path: str | Path, size: int | None = None, split: str | Sequence[str] | None = None, classes: Sequence[str] | None = None) -> ImageSet:
-    """Open a prepared dataset folder or a folder of ``<label>/*.png`` images (what ``generate`` writes).
+    """Open a prepared dataset folder or a folder of ``<label>/*.png`` (or ``*.dcm``) images (what
+    ``generate --format png|dicom`` writes; DICOM through :func:`xraygan.data.dicom.read_dicom`).
 
     ``size`` resizes with :func:`xraygan.data.dataset.resize_images` when it differs; ``split``
     selects splits of a prepared dataset; ``classes`` fixes the class order of a folder.
@@ -303,6 +304,13 @@ def _folder_labels(root: Path) -> dict[str, str]:
 def _read_class_folders(root: Path, classes: Sequence[str] | None, size: int | None) -> ImageSet:
     from xraygan.data.io import read_image_uint8
 
+    def read(p: Path) -> np.ndarray:
+        if is_dicom_file(p):  # what `generate --format dicom` writes, or any DICOM X-ray
+            from xraygan.data.dicom import read_dicom
+
+            return unit_to_uint8(read_dicom(p).pixels)
+        return read_image_uint8(p)
+
     dirs = {d.name: d for d in sorted(root.iterdir()) if d.is_dir() and _visible(d)}
     dirs = {_folder_labels(root).get(k, k): d for k, d in dirs.items()}  # generate's safe folder names -> labels
     names = list(classes) if classes is not None else sorted(dirs)
@@ -313,12 +321,12 @@ def _read_class_folders(root: Path, classes: Sequence[str] | None, size: int | N
     for ci, name in enumerate(names):
         if name not in dirs:
             continue
-        for p in sorted(q for q in dirs[name].rglob("*") if q.is_file() and is_image_file(q) and _visible(q)):
-            imgs.append(read_image_uint8(p))
+        for p in sorted(q for q in dirs[name].rglob("*") if q.is_file() and _visible(q) and (is_image_file(q) or is_dicom_file(q))):
+            imgs.append(read(p))
             labels.append(ci)
             files.append(printable(p.relative_to(root).as_posix()))
     if not imgs:
-        raise XrayganError(f"{root}: no PNG/JPEG images found in class sub-folders; expected {root}/<class>/*.png")
+        raise XrayganError(f"{root}: no PNG/JPEG/TIFF/BMP or DICOM images found in class sub-folders; expected {root}/<class>/*.png (or *.dcm)")
     shapes = sorted({a.shape for a in imgs})
     if len(shapes) > 1:
         if size is None:

@@ -79,6 +79,7 @@ class ExperimentConfig:
         for k in ("out", "arms", "ratios", "seeds", "repeats", "device", "n_boot", "alpha", "margin", "test"):
             d.pop(k)
         d["step_rule"] = "epochs-of-real"  # --epochs count epochs of the real images in every arm
+        d["threshold_rule"] = "youden-inner-15"  # classifiers train without the inner threshold split (inner_split)
         gan_file = Path(self.gan_config)
         if gan_file.is_file():  # a GAN config file's content, not just its name
             d["gan_config_sha256"] = hashlib.sha256(gan_file.read_bytes()).hexdigest()
@@ -150,7 +151,8 @@ def _open_out(cfg: ExperimentConfig) -> Path:
         old = json.loads(proto.read_text())
         if old.get("unit_fingerprint") != cfg.unit_fingerprint():
             raise XrayganError(f"--out {out}: holds an experiment run with different options (data, folds, classifier, "
-                               "GAN config, real fraction or balance); choose another --out to run these options")
+                               "GAN config, real fraction or balance) or by an xraygan whose protocol differed; choose another --out to run "
+                               "these options (the old folder is left as it is)")
     elif is_nonempty_dir(out) and output_kind(out) != "experiment":  # (ours but killed before protocol.json: go on)
         raise XrayganError(f"--out {out}: exists and is not an experiment folder; choose another path")
     out.mkdir(parents=True, exist_ok=True)
@@ -170,8 +172,26 @@ def load_test_sets(cfg: ExperimentConfig, ds: PreparedDataset) -> dict[str, tupl
         ext = _open_or_prepare_test(Path(cfg.test), Path(cfg.out) / "test-prepared", ds.size)
         if ext.classes != ds.classes:
             raise XrayganError(f"--test {cfg.test}: classes {ext.classes} differ from PREPARED's {ds.classes}")
+        refuse_training_overlap(f"--test {cfg.test}", ext, ds)
         sets["external"] = (ext, np.arange(len(ext)))
     return sets
+
+
+def refuse_training_overlap(name: str, held: PreparedDataset, ds: PreparedDataset) -> None:
+    """Refuse a held-out set with images whose patient id or pixel sha256 also occurs in the experiment's
+    training data (PREPARED's train+val rows). Ids are compared as written in the manifests (both
+    pseudonymised with the same key, or both raw); empty values never match."""
+    train = [ds.rows[i] for i in ds.indices(split=("train", "val"))]
+    pats = {r["patient_id"] for r in train if r.get("patient_id")}
+    shas = {r["sha256"] for r in train if r.get("sha256")}
+    by_pat = [r for r in held.rows if r.get("patient_id") and r["patient_id"] in pats]
+    by_sha = [r for r in held.rows if r.get("sha256") and r["sha256"] in shas]
+    if by_pat or by_sha:
+        n = len({id(r) for r in by_pat + by_sha})
+        n_pat = len({r["patient_id"] for r in by_pat})
+        raise XrayganError(f"{name}: {n} of its {len(held)} images overlap the experiment's training data "
+                           f"({len(by_pat)} from {n_pat} patient(s) also in PREPARED's train/val, {len(by_sha)} with identical pixels "
+                           "(sha256)); a held-out set must not share patients or images with the training data")
 
 
 def _open_or_prepare_test(path: Path, dest: Path, size: int) -> PreparedDataset:
@@ -214,6 +234,29 @@ def _training_set(ds: PreparedDataset, fold: Fold, x_all, row_pos: dict, arm: st
     return torch.cat(xs), torch.cat(ys), n_real, n_syn
 
 
+INNER_FRACTION = 0.15
+
+
+def inner_split(ds: PreparedDataset, fold: Fold) -> tuple[Fold, np.ndarray, str | None]:
+    """The fold with its threshold split taken out: a patient-grouped, stratified 15% of the fold's
+    training patients (per class, by each patient's label), the same for every arm and seed of the
+    fold. Returns (fold trained on the rest, inner rows, note); with fewer than 2 patients of a class
+    in the inner split there is none (every training patient trains, the threshold is 0.5, the note
+    says why)."""
+    pats, y = ds.patients[fold.train], ds.labels[fold.train]
+    rng = np.random.default_rng(_seed(fold.repeat, fold.index, 15))
+    inner_pats = []
+    for c in range(len(ds.classes)):
+        cls_pats = sorted({p for p, l in zip(pats, y) if l == c})
+        k = int(round(INNER_FRACTION * len(cls_pats)))
+        if k < 2:
+            return fold, np.zeros(0, np.int64), (f"threshold 0.5: fewer than 2 patients of class {ds.classes[c]} "
+                                                 f"in the 15% inner split of {fold.name}'s training patients")
+        inner_pats += list(rng.permutation(cls_pats)[:k])
+    inner = np.isin(pats, inner_pats)
+    return replace(fold, train=fold.train[~inner]), fold.train[inner], None
+
+
 def unit_classifier(ccfg: ClassifierConfig, n_real: int) -> ClassifierConfig:
     """The classifier config of every arm of a fold: ``--epochs`` count epochs of the fold's ``n_real``
     real training images, turned into one step budget for all arms, so that arms differ only in
@@ -228,16 +271,24 @@ def run_unit(ds: PreparedDataset, fold: Fold, seed: int, label: str, arm: str, r
     """Train and score one classifier; returns the unit record (scores, labels, patients, timing)."""
     from xraygan.experiments.classifier import predict_scores, train_classifier
 
+    from xraygan.experiments.stats import youden_threshold
+
     t0 = time.perf_counter()
+    fold, inner, note = inner_split(ds, fold)  # the classifier trains on the rest; the threshold is chosen on `inner`
     x, y, n_real, n_syn = _training_set(ds, fold, data["x"], data["pos"], arm, ratio, source, cfg, seed)
     ccfg = unit_classifier(cfg.classifier, len(fold.train))
     model = train_classifier(x, y, ccfg, seed=unit_seed(fold, seed), device=device,
                              augment=(arm == "real+classic"), num_classes=len(ds.classes))
+    threshold = 0.5
+    if len(inner):
+        inner_score = predict_scores(model, data["x"][[data["pos"][r] for r in inner]], device)
+        threshold = youden_threshold(ds.labels[inner], inner_score)
     fold_x = data["x"][[data["pos"][r] for r in fold.test]]
     rec = {
         "repeat": fold.repeat, "fold": fold.index, "seed": seed, "label": label, "arm": arm, "ratio": ratio,
         "real_fraction": cfg.real_fraction,
         "n_real": n_real.tolist(), "n_synthetic": n_syn.tolist(), "classifier_steps": ccfg.steps,
+        "threshold": threshold, "threshold_note": note, "n_threshold_images": int(len(inner)),
         "source": getattr(source, "name", None) if n_syn.sum() else None,
         "fold_test": {"rows": fold.test.tolist(), "score": predict_scores(model, fold_x, device).tolist()},
         "test_sets": {name: {"score": predict_scores(model, tx, device).tolist()} for name, (tx, _, _) in data["tests"].items()},

@@ -53,6 +53,17 @@ def _arm_scores(units: list[dict], oof_rows: np.ndarray, seeds: int, repeats: in
     return oof.mean(axis=1), {k: np.mean(v, axis=0) for k, v in tests.items()}
 
 
+def _arm_thresholds(units: list[dict], oof_rows: np.ndarray, seeds: int, repeats: int) -> tuple[np.ndarray, float]:
+    """Per repetition and row, the threshold of the fold that tested it (its seeds' Youden thresholds
+    averaged, as their scores are); and the held-out ensemble's threshold, the mean over all units.
+    Units from before thresholds count as 0.5."""
+    pos = {int(r): i for i, r in enumerate(oof_rows)}
+    thr = np.full((repeats, seeds, len(oof_rows)), 0.5)
+    for u in units:
+        thr[u.get("repeat", 0), u["seed"], [pos[r] for r in u["fold_test"]["rows"]]] = u.get("threshold", 0.5)
+    return thr.mean(axis=1), float(np.mean([u.get("threshold", 0.5) for u in units])) if units else 0.5
+
+
 def n_train_n_test(ds: PreparedDataset, folds: list[Fold]) -> tuple[float, float]:
     """The Nadeau-Bengio n_train and n_test: *patients* per fold, averaged over every fold of every repetition.
 
@@ -93,12 +104,15 @@ def summarize(cfg, ds: PreparedDataset, partitions: list[list[Fold]], labels: li
     for label, arm, ratio in labels:
         arm_units = units[label]
         oof, ens = _arm_scores(arm_units, oof_rows, cfg.seeds, repeats)
+        oof_thr, ens_thr = _arm_thresholds(arm_units, oof_rows, cfg.seeds, repeats)
         scores[label] = {"oof": oof.ravel(), **ens}  # repetitions stacked (see _truth, _fold_of)
         per_unit = []
         for u in arm_units:
             rows = np.asarray(u["fold_test"]["rows"])
-            m = stats.binary_metrics(ds.labels[rows], np.asarray(u["fold_test"]["score"]))
+            m = stats.binary_metrics(ds.labels[rows], np.asarray(u["fold_test"]["score"]), u.get("threshold", 0.5))
             per_unit.append({"repeat": u.get("repeat", 0), "fold": u["fold"], "seed": u["seed"],
+                             "threshold": u.get("threshold", 0.5),
+                             "threshold_note": u.get("threshold_note", None if "threshold" in u else "threshold 0.5: unit from before thresholds"),
                              "real_fraction": u.get("real_fraction", cfg.real_fraction), "n_real": u["n_real"],
                              "n_synthetic": u["n_synthetic"], "classifier_steps": u.get("classifier_steps"),
                              "wall_s": u["wall_s"], "fold_test": m})
@@ -107,10 +121,12 @@ def summarize(cfg, ds: PreparedDataset, partitions: list[list[Fold]], labels: li
             "arm": arm, "ratio": ratio, "units": per_unit,
             "fold_auc_mean": float(np.nanmean(fold_aucs)), "fold_auc_sd": float(np.nanstd(fold_aucs, ddof=1)) if len(fold_aucs) > 1 else 0.0,
             "fold_tests": stats.bootstrap_metrics(np.tile(y_rows, repeats), oof.ravel(), np.tile(p_rows, repeats),
-                                                  n_boot=cfg.n_boot, seed=1, alpha=cfg.alpha,
+                                                  n_boot=cfg.n_boot, seed=1, alpha=cfg.alpha, threshold=oof_thr.ravel(),
                                                   strata=(fold_of + cfg.folds * np.arange(repeats)[:, None]).ravel()),
-            "test_sets": {name: stats.bootstrap_metrics(y, ens[name], p, n_boot=cfg.n_boot, seed=2, alpha=cfg.alpha)
+            "test_sets": {name: stats.bootstrap_metrics(y, ens[name], p, n_boot=cfg.n_boot, seed=2, alpha=cfg.alpha,
+                                                        threshold=ens_thr)
                           for name, (y, p) in tests.items()},
+            "held_out_threshold": ens_thr,
             "wall_s": float(sum(u["wall_s"] for u in arm_units)),
         }
     n_train, n_test = n_train_n_test(ds, folds)
@@ -241,7 +257,13 @@ def _protocol(cfg, ds: PreparedDataset, folds: list[Fold], tests: dict, n_train:
         "equivalence": f"TOST: {100 * (1 - 2 * cfg.alpha):g}% CI of the difference within +-{cfg.margin:g} AUC",
         "alpha": cfg.alpha, "margin": cfg.margin,
         "bootstrap": f"patient-level percentile bootstrap, {cfg.n_boot} resamples, {100 * (1 - cfg.alpha):g}% CI",
-        "threshold": 0.5,
+        "threshold": ("per unit: the Youden's J optimum on the classifier's scores for a patient-grouped, stratified 15% "
+                      "inner split of the fold's training patients, which the classifier does not train on (0.5, with a "
+                      "note, when a class has fewer than 2 patients there); fold test sets: the fold's seeds' thresholds "
+                      "averaged; held-out sets: the mean over all units (arms.<label>.held_out_threshold)"),
+        "secondary_metrics": "sensitivity at 90% and 95% specificity, PR-AUC (average precision, as scikit-learn's "
+                             "average_precision_score), Brier score, expected calibration error (10 equal-width bins); "
+                             "threshold-free, each with the patient bootstrap CI",
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__, "sklearn": sklearn.__version__},
     }
 
@@ -335,6 +357,36 @@ def plot_ci(results: dict) -> bytes:
     return out
 
 
+def plot_calibration(results: dict, bins: int = 10) -> bytes:
+    """Reliability diagram of every arm (observed positive fraction against mean score in 10 equal-width
+    score bins), one panel per evaluation set; the legend gives each arm's ECE."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    truth, scores = results["_truth"], results["_scores"]
+    sets = list(truth)
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 4), squeeze=False)
+    for ax, name in zip(axes[0], sets):
+        y = np.asarray(truth[name], np.float64)
+        for label, sc in scores.items():
+            s = np.asarray(sc[name], np.float64)
+            idx = np.clip((s * bins).astype(np.int64), 0, bins - 1)
+            n = np.bincount(idx, minlength=bins)
+            ok = n > 0
+            mean_s = np.bincount(idx, s, minlength=bins)[ok] / n[ok]
+            frac = np.bincount(idx, y, minlength=bins)[ok] / n[ok]
+            ax.plot(mean_s, frac, marker="o", ms=3, label=f"{label} (ECE {stats.expected_calibration_error(y, s, bins):.3f})")
+        ax.plot([0, 1], [0, 1], ls=":", c="gray")
+        ax.set(title="fold test sets (pooled)" if name == "oof" else f"held-out: {name}", xlim=(0, 1), ylim=(0, 1),
+               xlabel="mean predicted probability", ylabel="observed positive fraction")
+        ax.legend(fontsize=7, loc="upper left")
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
 def _finite(obj):
     """NaN/inf -> None, recursively, so results.json is strict JSON."""
     if isinstance(obj, float) and not np.isfinite(obj):
@@ -347,9 +399,10 @@ def _finite(obj):
 
 
 def write_outputs(results: dict, out: Path) -> None:
-    """results.json, verdicts.txt, roc.png and ci.png in ``out`` (each written atomically)."""
+    """results.json, verdicts.txt, roc.png, ci.png and calibration.png in ``out`` (each written atomically)."""
     atomic_write_bytes(out / "roc.png", plot_roc(results))
     atomic_write_bytes(out / "ci.png", plot_ci(results))
+    atomic_write_bytes(out / "calibration.png", plot_calibration(results))
     text = plain_language(results)
     results["verdicts_text"] = text
     atomic_write_text(out / "verdicts.txt", text)

@@ -459,7 +459,62 @@ def evaluate(real: str | Path, fake: str | Path | None = None, *, train: str | P
         log.warning("%s", w)
     res["warnings"] = warnings + res["warnings"]
     res.update(real=str(real), fake=str(fake) if fake is not None else None, run=run_info, resized=resized, memorisation_sets=memo_desc)
+    if fake is not None:
+        res["generated_from"] = generated_from(fake)
     return _store(res, out, run, run_info)
+
+
+def generated_from(fake: str | Path) -> dict | None:
+    """``{"path", "checkpoint", "step"}`` of the run that generated ``fake`` (the ``run`` and
+    ``checkpoint`` columns of the ``manifest.csv`` that ``generate`` writes); ``None`` when the
+    folder has no such manifest or names no single run. ``step`` is read from the checkpoint
+    (``None`` when it is gone)."""
+    import csv
+
+    try:
+        with open(Path(fake) / "manifest.csv", newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    runs = {r.get("run") or "" for r in rows}
+    if len(runs) != 1 or not next(iter(runs)):
+        return None
+    ckpts = {r.get("checkpoint") or "" for r in rows}
+    ckpt = next(iter(ckpts)) if len(ckpts) == 1 else ""
+    step = None
+    if ckpt and Path(ckpt).is_file():
+        try:
+            from xraygan.training.checkpoint import load_checkpoint
+
+            step = int(load_checkpoint(ckpt)["step"])
+        except Exception as e:  # noqa: BLE001 -- a damaged or foreign checkpoint only loses the step
+            log.debug("%s: no step (%s)", ckpt, e)
+    return {"path": next(iter(runs)), "checkpoint": ckpt, "step": step}
+
+
+def _record_in_run(res: dict, source: dict) -> Path | None:
+    """Also store an evaluation of a generated set in the run that generated it (``RUN/eval/``,
+    atomically), so ``xraygan report RUN`` shows it; only into an existing xraygan run folder.
+    Never fails the evaluation: a run that is gone or is not a run is a warning."""
+    from xraygan.training.rundir import RunDir
+    from xraygan.utils.fs import atomic_write_json
+
+    rd = RunDir(source["path"])
+    try:
+        if not rd.root.is_dir():
+            raise XrayganError(f"{rd.root}: no such folder")
+        rd.read_config()  # raises when the folder is not an xraygan run
+        step = source.get("step")
+        name = (f"step_{step:08d}_" if isinstance(step, int) else "") + f"{res['features']['name']}_generated.json"
+        path = rd.root / "eval" / name
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_json(path, res)
+        return path
+    except (OSError, XrayganError) as e:
+        msg = f"not recorded in the generating run {rd.root}: {e}"
+        log.warning("%s", msg)
+        res["warnings"].append(msg)
+        return None
 
 
 def _pairs_path(out, run, run_info) -> Path | None:
@@ -477,6 +532,11 @@ def _store(res: dict, out, run, run_info) -> dict:
         path = Path(run) / "eval" / f"step_{run_info['step']:08d}_{res['features']['name']}.json"
         atomic_write_json(path, res)
         res["stored"] = [str(path)]
+    source = res.get("generated_from") if run is None else None
+    if source:
+        path = _record_in_run(res, source)
+        if path is not None:
+            res.setdefault("stored", []).append(str(path))
     if out is not None:
         atomic_write_json(out, res)
         res.setdefault("stored", []).append(str(out))

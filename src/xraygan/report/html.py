@@ -23,8 +23,8 @@ import yaml
 from xraygan.metrics.registry import METRICS
 from xraygan.report.figures import data_uri, file_uri, grid_rows, line_plot, pick_evenly, png_bytes
 from xraygan.report.rundir import (
-    RunInfo, better, eval_info, eval_rows, fd_floors, fd_series, fd_summary, fmt, is_loss_key, latest_evals, load_run,
-    metric_series, per_class_latest, provenance,
+    FAR_FD_FACTOR, STOP_SENTENCES, RunInfo, better, eval_info, eval_rows, far_from_real, fd_floors, fd_series, fd_summary,
+    fmt, fmt_seconds, is_loss_key, latest_eval, latest_evals, load_run, metric_series, per_class_latest, provenance, run_status,
 )
 from xraygan.utils.fs import atomic_write_text
 
@@ -69,15 +69,61 @@ def _table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
 
 
 # --- sections ------------------------------------------------------------------------------------
+def _glance(info: RunInfo) -> list[tuple[str, Any]]:
+    """The run at a glance: steps reached vs planned, elapsed time, why it stopped, the latest evaluation."""
+    if not info.is_run:
+        return []
+    st = run_status(info)
+    rows: list[tuple[str, Any]] = []
+    if st["reached"] is not None or st["planned"] is not None:
+        reached = "?" if st["reached"] is None else st["reached"]
+        share = f" ({st['reached'] / st['planned']:.0%})" if st["reached"] is not None and st["planned"] else ""
+        rows.append(("steps", f"{reached} of {st['planned'] if st['planned'] is not None else '?'} planned{share}"))
+    if st["elapsed"] is not None:
+        rows.append(("elapsed training time", fmt_seconds(st["elapsed"])))
+    if st["stopped"]:
+        why = STOP_SENTENCES.get(st["stopped"], st["stopped"]) + (f" ({st['detail']})" if st["detail"] else "")
+    elif st["reached"] is not None and st["planned"] is not None and st["reached"] >= st["planned"]:
+        why = "finished: reached the planned steps"
+    else:
+        why = "unknown: no stop record after the last step (still training, or the process was killed)"
+    rows.append(("why training stopped", why))
+    if st["rollbacks"]:
+        rows.append(("divergence", f"{st['rollbacks']} rollback(s) to a finite state with lowered learning rates (see metrics.jsonl)"))
+    rows.append(("latest evaluation", _latest_eval_sentence(info)))
+    return rows
+
+
+def _latest_eval_sentence(info: RunInfo) -> str:
+    latest = latest_eval(info)
+    if latest is not None:
+        name, data = latest
+        reasons = far_from_real(data)
+        fd = ((data.get("overall") or {}).get("fd") or {}) if isinstance(data, dict) else {}
+        head = f"eval/{name}.json" + (f": FD {fmt(fd.get('value'))} (floor {fmt(fd.get('floor'))})" if isinstance(fd, dict) and "value" in fd else "")
+        if reasons:
+            return f"{head}. Far from real data: " + "; ".join(reasons) + "."
+        return f"{head}. Within {FAR_FD_FACTOR:g}x the floor on FD and at least half the floor on every class's recall."
+    fds = fd_summary(info)
+    _, _, collapsed = per_class_latest(info)
+    if fds:
+        key, v = next(iter(fds.items()))
+        head = f"during training (metrics.jsonl): {key} {fmt(v['last'])} at step {int(v['last_step'])}" + (f" (floor {fmt(v['floor'])})" if "floor" in v else "")
+        reasons = [f"FD is {v['last'] / v['floor']:.1f}x its floor"] if v.get("floor") and v["last"] > FAR_FD_FACTOR * v["floor"] else []
+        reasons += [f"class {c}: recall below half its floor" for c in collapsed]
+        if reasons:
+            return f"{head}. Far from real data: " + "; ".join(reasons) + "."
+        return head + "."
+    return "none (train with --eval-every, or run `xraygan evaluate` on this run)"
+
+
 def _summary(info: RunInfo) -> str:
     kind = " and ".join(k for k, on in (("training run", info.is_run), ("experiment", info.is_experiment)) if on) or "folder"
-    rows: list[tuple[str, Any]] = [("folder", str(info.root.resolve())), ("kind", kind)]
+    rows: list[tuple[str, Any]] = [("folder", str(info.root.resolve())), ("kind", kind), *_glance(info)]
     cfg = info.options
-    for key in ("model", "size", "conditional", "label", "steps", "loss"):
+    for key in ("model", "size", "conditional", "label", "loss"):
         if cfg.get(key) is not None:
             rows.append((key, cfg[key]))
-    if info.metrics:
-        rows.append(("last logged step", info.metrics[-1].get("step", len(info.metrics))))
     for key, v in fd_summary(info).items():
         floor = f"; floor {fmt(v['floor'])}" if "floor" in v else ""
         rows.append((f"{key} (training)", f"last {fmt(v['last'])} at step {int(v['last_step'])}; best {fmt(v['best'])} at step {int(v['best_step'])}{floor}"))
@@ -253,6 +299,8 @@ def _experiment(info: RunInfo) -> str:
 
 def _other_figures(info: RunInfo) -> str:
     shown = {p for p in info.figures if p.parent.name == "eval"}
+    if any(is_loss_key(k) for k in metric_series(info.metrics)):  # the loss curve is drawn under Training curves
+        shown.add(info.root / "loss.png")
     if info.is_experiment:
         shown |= {p for p in info.figures if p.parent == info.root}
     rest = [p for p in info.figures if p not in shown]

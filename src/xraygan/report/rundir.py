@@ -312,9 +312,10 @@ def eval_info(data: Any) -> list[tuple[str, Any]]:
     feats = data.get("features")
     if isinstance(feats, dict):
         out += [(f"features/{k}", v) for k, v in feats.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
-    run = data.get("run")
-    if isinstance(run, dict):
-        out += [(f"run/{k}", v) for k, v in run.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
+    for key in ("run", "generated_from"):
+        sub = data.get(key)
+        if isinstance(sub, dict):
+            out += [(f"{key}/{k}", v) for k, v in sub.items() if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
     return out
 
 
@@ -338,3 +339,82 @@ def latest_evals(evals: dict[str, Any]) -> list[str]:
         if key not in groups or step >= groups[key][0]:
             groups[key] = (step, name)
     return [name for _, name in sorted(groups.values(), key=lambda t: t[1])]
+
+
+# --- the run at a glance --------------------------------------------------------------------------
+FAR_FD_FACTOR = 3.0  # FD above this many times its floor is "far from real data"
+FAR_RECALL_FACTOR = 0.5  # ... as is a class's recall below this share of its floor
+
+STOP_SENTENCES = {
+    "done": "finished: reached the planned steps",
+    "max_time": "stopped by --max-time before the planned steps",
+    "interrupted": "interrupted (SIGINT/SIGTERM) before the planned steps; continue it with `xraygan train --resume`",
+    "diverged": "stopped: training diverged and no rollback was left",
+}
+
+
+def run_status(info: RunInfo) -> dict[str, Any]:
+    """Steps reached and planned, elapsed seconds, rollbacks and why training stopped, from
+    ``metrics.jsonl`` (the ``stopped`` record that ends each invocation of training) and ``config.yaml``.
+    ``stopped`` is ``None`` when the last invocation left no record (still running, or killed)."""
+    recs = info.metrics
+    steps = [r["step"] for r in recs if isinstance(r.get("step"), (int, float)) and not isinstance(r.get("step"), bool)]
+    reached = int(max(steps)) if steps else None
+    stops = [r for r in recs if isinstance(r.get("stopped"), str)]
+    last_stop = stops[-1] if stops and recs and recs[-1] is stops[-1] else None  # records after it: a later invocation
+    planned = (last_stop or {}).get("steps_planned", info.options.get("steps"))
+    elapsed = (last_stop or {}).get("elapsed")
+    if elapsed is None:
+        elapsed = next((r["time"] for r in reversed(recs) if isinstance(r.get("time"), (int, float))), None)
+    return {"reached": reached, "planned": planned if isinstance(planned, int) else None, "elapsed": elapsed,
+            "stopped": (last_stop or {}).get("stopped"), "detail": (last_stop or {}).get("stop_detail"),
+            "rollbacks": sum(1 for r in recs if "rollback" in r and "stopped" not in r)}
+
+
+def fmt_seconds(s: Any) -> str:
+    """``3725.0`` -> ``1 h 02 min 05 s``; '' when unknown."""
+    if not isinstance(s, (int, float)) or not math.isfinite(s):
+        return ""
+    s = int(round(s))
+    h, m, sec = s // 3600, s % 3600 // 60, s % 60
+    return f"{h} h {m:02d} min {sec:02d} s" if h else (f"{m} min {sec:02d} s" if m else f"{sec} s")
+
+
+def latest_eval(info: RunInfo) -> tuple[str, Any] | None:
+    """(name, data) of the evaluation in ``eval/`` at the highest step (the newest file on a tie)."""
+    if not info.evals:
+        return None
+    def key(name: str) -> tuple[int, float]:
+        p = info.root / "eval" / f"{name}.json"
+        return step_of(Path(name)), (p.stat().st_mtime if p.is_file() else 0.0)
+    name = max(info.evals, key=key)
+    return name, info.evals[name]
+
+
+def _value_floor(node: Any) -> tuple[float, float] | None:
+    if isinstance(node, dict) and all(isinstance(node.get(k), (int, float)) and not isinstance(node.get(k), bool) for k in ("value", "floor")):
+        v, f = float(node["value"]), float(node["floor"])
+        if math.isfinite(v) and math.isfinite(f):
+            return v, f
+    return None
+
+
+def far_from_real(data: Any) -> list[str]:
+    """Plain reasons why an evaluation (``eval/*.json``) is far from real data: FD above
+    ``FAR_FD_FACTOR`` x its floor (overall or a class), or a class's recall below
+    ``FAR_RECALL_FACTOR`` x its floor; empty when none applies."""
+    if not isinstance(data, dict):
+        return []
+    out = []
+    blocks = [("overall", data.get("overall"))] + list((data.get("per_class") or {}).items() if isinstance(data.get("per_class"), dict) else [])
+    for name, block in blocks:
+        if not isinstance(block, dict):
+            continue
+        where = "overall" if name == "overall" else f"class {name}"
+        fd = _value_floor(block.get("fd"))
+        if fd and fd[1] > 0 and fd[0] > FAR_FD_FACTOR * fd[1]:
+            out.append(f"{where}: Fréchet distance {fmt(fd[0])} is {fd[0] / fd[1]:.1f}x its real-vs-real floor {fmt(fd[1])}")
+        rec = _value_floor(block.get("recall"))
+        if name != "overall" and rec and rec[1] > 0 and rec[0] < FAR_RECALL_FACTOR * rec[1]:
+            out.append(f"{where}: recall {fmt(rec[0])} is below half its floor {fmt(rec[1])} (modes of the class are missing)")
+    return out

@@ -21,6 +21,10 @@ after ``--max-rollbacks`` rollbacks it raises :class:`~xraygan.errors.TrainingDi
 checkpoint is ever written from a non-finite state, so ``latest.pt`` stays the last finite one.
 The lowered learning rates live in the optimizer states, so a resumed run keeps them.
 
+Why it stopped: each invocation ends by adding to the last step's record in ``metrics.jsonl`` ``stopped``
+(``done``, ``max_time``, ``interrupted`` or ``diverged``), ``stop_detail``, ``steps_planned``,
+``elapsed`` and ``rollbacks`` (see :func:`_record_stop`); a run killed outright has none.
+
 Hooks: ``train(config, callbacks=[...])`` calls ``cb(ctx)`` after every step with a
 :class:`LoopContext` (step, family, EMA generator, run folder, ``ctx.sampler()``,
 ``ctx.save_checkpoint(path)``); a callback may return a dict that is merged into that step's
@@ -364,6 +368,18 @@ def _record(ctx: LoopContext, losses: dict[str, float], meter: _Meter, callbacks
     bar.update(1)
 
 
+STOP_REASONS = ("done", "max_time", "interrupted", "diverged")  # the ``stopped`` value of the last record
+
+
+def _record_stop(ctx: LoopContext, reason: str, detail: str) -> None:
+    """Record why this invocation of training ended in ``metrics.jsonl`` (read by the report), merged
+    into the last step's record (or as that step's record when it was not logged): ``stopped`` (one
+    of :data:`STOP_REASONS`), ``stop_detail``, ``steps_planned``, ``elapsed`` (seconds of training
+    over all invocations) and ``rollbacks`` (in this invocation)."""
+    ctx.tracker.annotate(ctx.step, {"stopped": reason, "stop_detail": detail, "steps_planned": ctx.cfg.steps,
+                               "elapsed": round(ctx.elapsed, 3), "rollbacks": ctx.rollbacks})
+
+
 def _finish(ctx: LoopContext) -> None:
     """Final checkpoint and grid unless this step already wrote them."""
     if not ctx.dist.is_main:
@@ -522,6 +538,8 @@ def _train_locked(config: TrainConfig | dict, resume: bool = False, callbacks: l
                     _rollback(ctx, reason or "diverged in another process", ctx.step)
                 except TrainingDiverged:
                     bar.close()
+                    if main:
+                        _record_stop(ctx, "diverged", f"diverged at step {ctx.step} ({reason or 'in another process'}) after {ctx.rollbacks} rollback(s)")
                     raise
                 streak = 0
                 bar.n = ctx.step
@@ -538,6 +556,13 @@ def _train_locked(config: TrainConfig | dict, resume: bool = False, callbacks: l
                 log.info("stopping at step %d (%s)", ctx.step, stop.reason or f"--max-time {cfg.max_time:g}s")
                 break
         bar.close()
+        if main:
+            if ctx.step >= cfg.steps:
+                _record_stop(ctx, "done", f"reached --steps {cfg.steps}")
+            elif stop.reason:
+                _record_stop(ctx, "interrupted", f"{stop.reason} received")
+            else:
+                _record_stop(ctx, "max_time", f"--max-time {cfg.max_time:g} s reached")
         _finish(ctx)
     if main and on_finish is not None:
         on_finish(ctx.run.root)

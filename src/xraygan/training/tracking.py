@@ -69,6 +69,24 @@ class Tracker:
                     self.writer.add_scalar(k, v, int(step))
         return record
 
+    def annotate(self, step: int, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge ``values`` into the last record when it is ``step``'s (the file is rewritten
+        atomically), else append them as ``step``'s record: one record per step either way."""
+        from xraygan.utils.fs import atomic_write_text
+
+        lines = self.path.read_text(errors="replace").splitlines() if self.path.is_file() else []
+        while lines and not lines[-1].strip():
+            lines.pop()
+        try:
+            last = json.loads(lines[-1]) if lines else None
+        except ValueError:
+            last = None
+        if not isinstance(last, dict) or last.get("step") != int(step):
+            return self.log(step, values)
+        record = {**last, **{str(k): _json_value(v) for k, v in values.items()}}
+        atomic_write_text(self.path, "".join(ln + "\n" for ln in lines[:-1]) + json.dumps(record, allow_nan=False) + "\n")
+        return record
+
     def image(self, step: int, tag: str, image: np.ndarray) -> None:
         """Send a uint8 image ((H, W) grayscale or (H, W, 3)) to TensorBoard (no-op without it)."""
         arr = np.asarray(image)
