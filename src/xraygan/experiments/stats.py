@@ -317,9 +317,16 @@ def corrected_ttest(diffs: Sequence[float], n_train: float, n_test: float, alpha
     j = len(d)
     if j < 2:
         raise ValueError("the corrected t-test needs at least two paired differences (folds x seeds >= 2)")
-    mean = float(d.mean())
-    sd = float(d.std(ddof=1))
     ratio = float(n_test) / float(n_train)
+    mean, sd, se, t, df, p = _nadeau_bengio_t(d, ratio)
+    q = float(sps.t.ppf(1 - alpha / 2, df))
+    return CorrectedTTest(mean, sd, j, ratio, se, t, df, p, mean - q * se, mean + q * se)
+
+
+def _nadeau_bengio_t(x: np.ndarray, ratio: float) -> tuple[float, float, float, float, int, float]:
+    """Mean, sd, corrected SE sqrt((1/J + n_test/n_train) sd^2), t, df = J - 1 and two-sided p of J differences."""
+    j = len(x)
+    mean, sd = float(x.mean()), float(x.std(ddof=1))
     se = float(np.sqrt((1.0 / j + ratio) * sd**2))
     df = j - 1
     if se == 0.0:
@@ -328,8 +335,7 @@ def corrected_ttest(diffs: Sequence[float], n_train: float, n_test: float, alpha
     else:
         t = mean / se
         p = float(2 * sps.t.sf(abs(t), df))
-    q = float(sps.t.ppf(1 - alpha / 2, df))
-    return CorrectedTTest(mean, sd, j, ratio, se, float(t), df, p, mean - q * se, mean + q * se)
+    return mean, sd, se, float(t), df, p
 
 
 # =================================================================================================
@@ -419,18 +425,10 @@ def corrected_repeated_cv_ttest(diffs, n_train: float, n_test: float, alpha: flo
         raise ValueError("the corrected t-test needs at least two fold differences (repeats x folds >= 2)")
     if not (n_train > 0 and n_test > 0):
         raise ValueError("n_train and n_test must be positive")
-    mean, sd = float(x.mean()), float(x.std(ddof=1))
     ratio = float(n_test) / float(n_train)
-    se = float(np.sqrt((1.0 / j + ratio) * sd**2))
-    df = j - 1
-    if se == 0.0:
-        t = 0.0 if mean == 0 else float(np.sign(mean) * np.inf)
-        p = 1.0 if mean == 0 else 0.0
-    else:
-        t = mean / se
-        p = float(2 * sps.t.sf(abs(t), df))
+    mean, sd, se, t, df, p = _nadeau_bengio_t(x, ratio)
     q, q90 = float(sps.t.ppf(1 - alpha / 2, df)), float(sps.t.ppf(1 - alpha, df))
-    return RepeatedCVTTest(mean, sd, n_repeats, n_folds, n_seeds, float(n_train), float(n_test), ratio, se, float(t), df, p,
+    return RepeatedCVTTest(mean, sd, n_repeats, n_folds, n_seeds, float(n_train), float(n_test), ratio, se, t, df, p,
                            mean - q * se, mean + q * se, mean - q90 * se, mean + q90 * se,
                            minimum_detectable_effect(se, alpha))
 
