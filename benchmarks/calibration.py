@@ -26,6 +26,16 @@ same with an independent direction of the same norm (equal population AUC: the n
 ``delong_paired`` (images independent). New: ``delong_clustered`` (Obuchowski 1997, patients as
 clusters).
 
+End-to-end nulls (``--e2e N``): the shared chest X-rays (``--data``, labels.csv with patient ids)
+embedded once by the shipped xray encoder (features cached under ``--cache``, default /tmp); each
+null experiment draws a fresh patient-grouped stratified K-fold partition (K=3), keeps
+``--real-fraction`` of each fold's training patients per class, and trains logistic regression by SGD
+(scikit-learn ``SGDClassifier(loss="log_loss")``, 3 epochs, standardised features) for arm a and arm b
+with S=2 seeds each -- the same procedure, only the SGD seeds differ: no true difference. Per
+experiment the old and new t-tests and the old (images independent) and new (patient-clustered)
+DeLong tests on the fold test sets (seed-averaged scores) are applied; the rejection rate at 0.05 is
+the type-I error, with its Monte Carlo SE sqrt(p(1-p)/N).
+
 Power: arm/scorer b gets ``delta * c_i`` added, delta set by the binormal formula so that the
 population AUC rises by 0.02; the table shows the mean delta-AUC actually realised.
 """
@@ -180,12 +190,101 @@ def run_delong(n_sims, seed, n_pat, sigma_w, power_shift_auc=0.02):
     return rows
 
 
+def encoder_features(data: str, cache: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features, labels, patients) of every image of ``data``/labels.csv by the shipped xray encoder, cached."""
+    import csv
+
+    path = os.path.join(cache, "xraygan_calibration_e2e_features.npz")
+    if os.path.isfile(path):
+        z = np.load(path, allow_pickle=False)
+        return z["f"], z["y"], z["p"]
+    import torch
+    from PIL import Image
+
+    from xraygan.metrics.features import get_extractor
+
+    with open(os.path.join(data, "labels.csv"), newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    ex = get_extractor("xray", device="cpu")
+    size = ex.input_size or 64
+    imgs = np.stack([np.asarray(Image.open(os.path.join(data, r["path"])).convert("L").resize((size, size), Image.BILINEAR))
+                     for r in rows])
+    x = torch.from_numpy(imgs).float().div(127.5).sub(1).unsqueeze(1)
+    f = ex.features(x)
+    y = np.array([int(r["label"] != "NORMAL") for r in rows])
+    p = np.array([r["patient_id"] for r in rows])
+    os.makedirs(cache, exist_ok=True)
+    np.savez(path, f=f, y=y, p=p)
+    return f, y, p
+
+
+def _sgd_scores(ftr, ytr, fte, seed):
+    from sklearn.linear_model import SGDClassifier
+
+    clf = SGDClassifier(loss="log_loss", alpha=1e-3, max_iter=3, tol=None, random_state=seed)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 3 epochs do not converge, on purpose: the seed matters
+        clf.fit(ftr, ytr)
+    return clf.decision_function(fte)
+
+
+def run_e2e(n_sims: int, seed: int, data: str, cache: str, frac: float, k: int = 3, seeds: int = 2):
+    """Type-I error of the old and new tests over ``n_sims`` end-to-end null experiments."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    f, y, p = encoder_features(data, cache)
+    f = (f - f.mean(0)) / (f.std(0) + 1e-8)
+    _, pid = np.unique(p, return_inverse=True)
+    c = np.zeros(pid.max() + 1, np.int64)
+    np.maximum.at(c, pid, y)
+    rej = {"old t-test": 0, "new t-test": 0, "old DeLong": 0, "new DeLong": 0}
+    t0 = time.process_time()
+    for sim in range(n_sims):
+        rng = np.random.default_rng([seed, sim])
+        sgkf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=int(rng.integers(2**31)))
+        d = np.zeros((1, k, seeds))
+        strata_old, strata_new = [], []
+        n_tr, n_te = [], []
+        for j, (tr, te) in enumerate(sgkf.split(f, y, groups=pid)):
+            pats = np.unique(pid[tr])
+            kept = subsample(rng, pats, c, frac) if frac < 1 else pats
+            tr = tr[np.isin(pid[tr], kept)]
+            n_tr.append(len(pats))  # the partition's training patients, before the fraction (summary.py)
+            n_te.append(len(np.unique(pid[te])))
+            sa = [_sgd_scores(f[tr], y[tr], f[te], int(rng.integers(2**31))) for _ in range(seeds)]
+            sb = [_sgd_scores(f[tr], y[tr], f[te], int(rng.integers(2**31))) for _ in range(seeds)]
+            for s in range(seeds):
+                d[0, j, s] = stats.auc_score(y[te], sb[s]) - stats.auc_score(y[te], sa[s])
+            strata_old.append((y[te], np.mean(sa, 0), np.mean(sb, 0)))
+            strata_new.append((y[te], np.mean(sa, 0), np.mean(sb, 0), pid[te]))
+        rej["old t-test"] += stats.corrected_ttest(d.ravel(), n_train=np.mean(n_tr), n_test=np.mean(n_te)).p < ALPHA
+        rej["new t-test"] += stats.corrected_repeated_cv_ttest(d, n_train=np.mean(n_tr), n_test=np.mean(n_te)).p < ALPHA
+        rej["old DeLong"] += stats.delong_stratified(strata_old).p < ALPHA
+        rej["new DeLong"] += stats.delong_clustered_stratified(strata_new).p < ALPHA
+    cpu = time.process_time() - t0
+    scen = f"e2e LR on encoder features, K={k} S={seeds}, fraction {frac:g}"
+    return [(test, scen, "type-I", r / n_sims, n_sims, cpu) for test, r in rej.items()]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sims", type=int, default=2000, help="simulations per test and setting (default 2000)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--only", choices=("ttest", "delong"), default=None)
+    ap.add_argument("--only", choices=("ttest", "delong", "e2e"), default=None)
+    ap.add_argument("--e2e", type=int, default=0, metavar="N", help="also N end-to-end null experiments per real fraction")
+    ap.add_argument("--data", default="/work/shared/data/chest-xray-pneumonia", help="folder with labels.csv (for --e2e)")
+    ap.add_argument("--cache", default="/tmp", help="where the encoder features are cached (for --e2e)")
+    ap.add_argument("--fractions", default="1,0.1", help="real fractions of the end-to-end nulls")
     args = ap.parse_args(argv)
+    import subprocess
+
+    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    model = next((ln.split(":", 1)[1].strip() for ln in cpu.splitlines() if ln.startswith("Model name")), "unknown CPU")
+    flags = open("/proc/cpuinfo").read().split()
+    print(f"CPU: {model}; flags: " + " ".join(fl for fl in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if fl in flags)
+          + f"; load average {os.getloadavg()[0]:.1f}")
     common = dict(sigma_w=0.15, sigma_v=0.15)
     scenarios = [
         ("R=1 K=5 S=3, 150 patients, fraction 1.0", dict(n_pat=150, repeats=1, k=5, seeds=3, frac=1.0, **common)),
@@ -202,6 +301,9 @@ def main(argv=None):
         rows += run_ttests(args.sims, args.seed, scenarios)
     if args.only in (None, "delong"):
         rows += run_delong(args.sims, args.seed, n_pat=150, sigma_w=0.4)
+    if args.e2e and args.only in (None, "e2e"):
+        for fr in (float(x) for x in args.fractions.split(",")):
+            rows += run_e2e(args.e2e, args.seed, args.data, args.cache, fr)
     print(f"| test | setting | measure | rate at alpha {ALPHA} | MC SE | within 0.05 +- 2 MC SE | sims | CPU s |")
     print("|---|---|---|---|---|---|---|---|")
     for test, scen, tag, rate, n, cpu in rows:

@@ -63,8 +63,14 @@ ARMS: dict[str, tuple[dict, dict]] = {
     "cbn-dembed0.1": ({}, {"g_cond": "cbn", "d_norm": "bn", "fake_labels": "real", "d_embed_init": 0.1, "mbstd": False, "balance": False}),
     "cbn-dembed1": ({}, {"g_cond": "cbn", "d_norm": "bn", "fake_labels": "real", "d_embed_init": 1.0, "mbstd": False, "balance": False}),
     "fixed": ({}, {}),  # the new defaults, whatever they are
+    "fixed-noaug": ({"diffaug": "none"}, {}),  # the new defaults with DiffAugment off / on (whatever auto would choose)
+    "fixed-diffaug": ({"diffaug": "translation,cutout"}, {}),
     "stylegan2": ({"model": "stylegan2"}, {}),
     "pggan": ({"model": "pggan"}, {}),
+    # issue 12 item 4: the candidate faster families, at width 32 (a step costs about the DCGAN default's at width 64)
+    "fastgan": ({"model": "fastgan", "width": 32}, {}),
+    "projected": ({"model": "projected", "width": 32}, {"encoder_size": 32}),  # the encoder read at 32 px (about 4x cheaper)
+    "projected-enc64": ({"model": "projected", "width": 32}, {}),  # the encoder read at its own 64 px
 }
 FAKE_SEED = 123457
 FLOOR_SEED = 99

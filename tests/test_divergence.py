@@ -108,7 +108,7 @@ def test_non_finite_weights_are_never_written_to_a_checkpoint(tiny_prepared: Pat
 
 def test_losses_above_1e6_for_50_steps_count_as_divergence(tiny_prepared: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
-    assert _train(tiny_prepared, run, "--steps", "200", "--lr-g", "1e6", "--lr-d", "1e6", "--max-rollbacks", "0") == 1
+    assert _train(tiny_prepared, run, "--steps", "200", "--lr-g", "1e6", "--lr-d", "1e6", "--max-rollbacks", "0", "--diffaug", "translation,cutout") == 1
     err = capsys.readouterr().err
     assert "training diverged at step 51" in err and "for 50 steps in a row" in err, err
     assert _assert_finite_checkpoint(run / "checkpoints" / "latest.pt")["step"] == 0

@@ -167,7 +167,10 @@ def test_every_arm_and_option_end_to_end(tiny_prepared, tmp_path):
                ratios=(0.5, 2.0), balance=False, real_fraction=0.5, test=str(ext))
     res = run_experiment(cfg, progress=False)
     labels = ["real", "real+classic", "real+synthetic x0.5", "real+synthetic x2", "synthetic"]
-    assert list(res["arms"]) == labels and list(res["comparisons"]) == labels[1:]
+    assert list(res["arms"]) == labels
+    versus_classic = [f"{lab} vs real+classic" for lab in labels[2:]]  # every arm with synthetic images (issue 13)
+    assert list(res["comparisons"]) == labels[1:] + versus_classic
+    assert all(res["comparisons"][k]["against"] == "real+classic" for k in versus_classic)
     for lab in labels:
         arm = res["arms"][lab]
         assert len(arm["units"]) == 4 and set(arm["test_sets"]) == {"test", "external"}
@@ -188,14 +191,20 @@ def test_every_arm_and_option_end_to_end(tiny_prepared, tmp_path):
     assert len(list((out / "units").glob("*.json"))) == 2 * 2 * 5
 
 
-def test_epochs_give_every_arm_of_a_fold_the_same_steps(tiny_prepared, tmp_path):
+def test_epochs_give_every_arm_of_a_fold_the_same_steps_and_min_steps_is_a_floor(tiny_prepared, tmp_path):
     cfg = _cfg(tiny_prepared, tmp_path / "e", arms=("real+synthetic", "synthetic"), ratios=(2.0,), seeds=1,
-               classifier=ClassifierConfig(input_size=16, epochs=2, batch=8))
+               classifier=ClassifierConfig(input_size=16, epochs=2, batch=8), min_steps=7)
     res = run_experiment(cfg, progress=False)
     for fold in range(2):
         units = [u for arm in res["arms"].values() for u in arm["units"] if u["fold"] == fold]
         n_real = sum(units[0]["n_real"])
-        assert [u["classifier_steps"] for u in units] == [2 * (n_real // 8)] * 3
+        assert 2 * (n_real // 8) < 7  # two epochs of the fold's real images are fewer steps than the floor
+        assert [u["classifier_steps"] for u in units] == [7] * 3
+    assert {lab: a["classifier_steps"] for lab, a in res["arms"].items()} == {lab: [7, 7] for lab in res["arms"]}
+    from xraygan.experiments.runner import unit_classifier
+
+    assert unit_classifier(ClassifierConfig(epochs=2, batch=8), 400, min_steps=7).steps == 100  # above the floor: epochs
+    assert unit_classifier(ClassifierConfig(steps=3), 400, min_steps=7).steps == 3  # --steps is taken as given
     assert res["arms"]["real+synthetic x2"]["units"][0]["n_synthetic"] == [2 * n for n in units[0]["n_real"]]
 
 
@@ -272,7 +281,9 @@ def test_repeats_resume_an_older_folder_and_holm_wires_the_verdicts(tiny_prepare
         p.write_text(json.dumps(rec))
     two = run_experiment(_cfg(tiny_prepared, out, arms=arms, seeds=1, repeats=2), progress=False)
     assert two["units_run_this_invocation"] == 2 * 3  # only repetition 1's units; repetition 0 is reused
-    assert two["format_version"] == 2 and json.loads((out / "results.json").read_text())["format_version"] == 2
+    from xraygan.experiments.summary import RESULTS_FORMAT_VERSION
+
+    assert two["format_version"] == RESULTS_FORMAT_VERSION == json.loads((out / "results.json").read_text())["format_version"]
     assert sorted(p.name for p in (out / "units").glob("repeat1_*")) == sorted(
         f"repeat1_fold{k}_seed0_{a.replace('real+synthetic', 'real+synthetic_x1')}.json" for k in range(2) for a in arms)
     folds = two["protocol"]["folds"]
@@ -286,7 +297,8 @@ def test_repeats_resume_an_older_folder_and_holm_wires_the_verdicts(tiny_prepare
     assert [c["p_holm"] for c in comps.values()] == pytest.approx(list(stats.holm(raw)))
     for c in comps.values():
         tt = c["corrected_ttest"]
-        assert (tt["n_repeats"], tt["n_folds"], tt["df"], c["n_comparisons"]) == (2, 2, 3, 2) and tt["p"] == c["p_raw"]
+        # real+classic and real+synthetic x1 against real, real+synthetic x1 against real+classic: one Holm family of 3
+        assert (tt["n_repeats"], tt["n_folds"], tt["df"], c["n_comparisons"]) == (2, 2, 3, 3) and tt["p"] == c["p_raw"]
         held = {k: stats.DeLongResult(**v) for k, v in c["delong_test_sets"].items()}
         assert (c["verdict"], c["verdict_reason"]) == stats.decide(tt["mean"], c["p_holm"], tt["lo90"], tt["hi90"], margin=0.01,
                                                                   held_out=held)

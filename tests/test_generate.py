@@ -19,7 +19,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("gen")
     prep = make_prepared(root / "prepared", size=16, n_per_class=16)
     out = {}
-    for name, extra in {"cond": ["--conditional"], "normal": ["--label", "NORMAL"], "uncond": []}.items():
+    for name, extra in {"cond": ["--conditional"], "normal": ["--label", "NORMAL"], "uncond": ["--unconditional"]}.items():
         out[name] = root / name
         assert main(["train", str(prep), "--out", str(out[name]), "--steps", "3", "--batch", "8", "--width", "8",
                      "--latent-dim", "16", "--device", "cpu", "-q", *extra]) == 0

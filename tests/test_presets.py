@@ -25,3 +25,11 @@ def test_preset_trains_one_step(name, tmp_path, capsys):
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert (tmp_path / "run" / "checkpoints" / "latest.pt").is_file()
     assert preset["model"] in yaml.safe_dump(saved)
+
+
+def test_the_unconditional_preset_stays_unconditional(tmp_path, capsys):
+    """`xraygan train` is conditional by default; the dcgan-64 preset opts out, --conditional overrides it."""
+    base = ["train", str(tmp_path / "d"), "--out", str(tmp_path / "r"), "--print-config", "-q"]
+    for preset, extra, want in (("dcgan-64", [], False), ("cond-dcgan-64", [], True), ("dcgan-64", ["--conditional"], True)):
+        assert main([*base, "--preset", preset, *extra]) == 0
+        assert yaml.safe_load(capsys.readouterr().out)["conditional"] is want

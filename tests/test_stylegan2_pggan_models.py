@@ -160,3 +160,17 @@ def test_real_at_stage_matches_fade():
     assert r.shape[-1] == 16 and torch.allclose(r.mean(), x.mean(), atol=1e-6)
     faded = real_at_stage(x, 3, 0.0)
     assert torch.allclose(faded[:, :, ::2, ::2], r, atol=1e-6)
+
+
+def test_one_channel_1x1_convolutions_equal_conv2d() -> None:
+    """fromRGB / toRGB of one-channel images run as broadcast multiplies: the same numbers as conv2d."""
+    import torch.nn.functional as F
+
+    from xraygan.models.layers import conv1x1
+
+    gen = torch.Generator().manual_seed(3)
+    for out_ch, in_ch in ((1, 6), (6, 1), (3, 4)):
+        x = torch.randn(2, in_ch, 8, 8, generator=gen)
+        w, b = torch.randn(out_ch, in_ch, 1, 1, generator=gen), torch.randn(out_ch, generator=gen)
+        assert torch.allclose(conv1x1(x, w, b), F.conv2d(x, w, b), atol=1e-5)
+        assert torch.allclose(conv1x1(x, w), F.conv2d(x, w), atol=1e-5)

@@ -36,7 +36,7 @@ def test_run_folder_contents(tiny_prepared: Path, tmp_path: Path) -> None:
     assert [r["step"] for r in recs] == [1, 2, 3, 4] and all("loss_d" in r and "img_per_s" in r for r in recs)
     ck = _ckpt(run)
     assert ck["step"] == 4 and ck["images_seen"] == 32 and ck["classes"] == ["NORMAL", "PNEUMONIA"] and ck["n_classes"] == 2
-    assert ck["config"]["diffaug"] == "translation,cutout"  # auto below 1000 training images
+    assert ck["config"]["diffaug"] == "none"  # auto: on below 1000 training images only in runs of >= 10,000 steps
     from PIL import Image
 
     grid = Image.open(run / "samples" / "step_00000004.png")

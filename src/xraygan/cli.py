@@ -108,7 +108,11 @@ def _load_yaml_options(path: Path, sp: argparse.ArgumentParser, what: str) -> di
         raise UsageError(f"{what} {path} must be a mapping of option names to values")
     if data.get("format") == "xraygan-run":  # a run's config.yaml: its training options reproduce the run
         from xraygan.training.config import options_from_run_config
+        from xraygan.training.rundir import RUN_FORMAT_VERSION
+        from xraygan.utils.formats import check_format_version
 
+        check_format_version(path, data.get("format_version"), what="run config", current=RUN_FORMAT_VERSION,
+                             rerun="give the options as a YAML config or on the command line instead")
         data = options_from_run_config(data)
         data["model_option"] = data.pop("model_options", None) or {}
         data["force"] = False  # never replace a folder because the original run was started with --force

@@ -44,7 +44,7 @@ class DemoSummary:
                  f"  training run:          {self.run}  ({self.steps} steps; samples/, loss.png, metrics.jsonl)",
                  f"  synthetic images:      {self.synthetic}  (one folder per class + manifest.csv)"]
         lines += [f"  real vs synthetic {k}: {v}" for k, v in self.grids.items()]
-        lines += ["next: train longer on your data with `xraygan train PREPARED --out RUN --conditional`"]
+        lines += ["next: train on your data with `xraygan train PREPARED --out RUN` (conditional when it has several classes)"]
         return "\n".join(lines)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,9 @@ def load_generator(run: str | Path, checkpoint: str | Path = "latest", device: s
 
 
 def _png_bytes(img: np.ndarray, meta: dict[str, str]) -> bytes:
+    """An 8-bit grayscale PNG of ``img`` (H, W) uint8 with ``meta`` as text chunks (Pillow writes
+    tEXt, or iTXt for text beyond Latin-1). Called on the writer thread: Pillow's encoder releases
+    the GIL, so encoding overlaps with sampling the next batch."""
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
@@ -93,34 +97,127 @@ def generate(run: str | Path | None, n: int, out: str | Path, label: str | int |
     from xraygan.utils.paths import path_under, unique_components
 
     folders = unique_components(names)  # label -> safe, distinct folder name
-    rows = []
     dicom = None
     if fmt == "dicom":  # created before any image: fails early when pydicom is missing
         from xraygan.export.dicom import SyntheticDicomWriter
 
         dicom = SyntheticDicomWriter(run_name=Path(run_s).name, checkpoint=Path(ckpt_s).name)
     with staged_output_dir(out, force, kind="generated", inputs=inputs) as stage:
-        for lo in range(0, n, batch):
-            idx = list(range(lo, min(n, lo + batch)))
-            seeds = [image_seed(seed, i) for i in idx]
-            imgs = to_uint8(sampler.sample_seeds(seeds, [labels[i] for i in idx], truncation, batch))
-            for i, s, im in zip(idx, seeds, imgs):
-                name = names[labels[i]]
-                rel = f"{folders[name]}/synthetic_{i:06d}.{'dcm' if dicom else 'png'}"
-                target = path_under(stage, folders[name], rel.rsplit("/", 1)[1], what="generate")
-                target.parent.mkdir(exist_ok=True)
-                meta = {"synthetic": "true", "run": run_s, "checkpoint": ckpt_s, "label": name, "seed": str(s),
-                        "step": str(sampler.step), "software": f"xraygan {__version__}"}
-                if dicom is not None:
-                    dicom.write(im, target, label=name, seed=s)
-                else:
-                    target.write_bytes(_png_bytes(im, meta))
-                rows.append({"file": rel, "label": name, "seed": s, "run": run_s, "checkpoint": ckpt_s})
+        dirs = {}  # label -> its folder, checked to stay inside the output once
+        for i in sorted({labels[i] for i in range(n)}):
+            dirs[i] = path_under(stage, folders[names[i]], what="generate")
+            dirs[i].mkdir(exist_ok=True)
+        rows = _sample_and_write(sampler, labels, seed, truncation, batch, dirs, dicom,
+                                 {"run": run_s, "checkpoint": ckpt_s, "software": f"xraygan {__version__}"}, folders)
         with open(stage / "manifest.csv", "w", newline="", encoding="utf-8") as fh:
             w = csv.DictWriter(fh, fieldnames=["file", "label", "seed", "run", "checkpoint"])
             w.writeheader()
             w.writerows(rows)
     return Path(out)
+
+
+def _sample_and_write(sampler: Sampler, labels: list[int], seed: int, truncation: float | None, batch: int,
+                      dirs: dict[int, Path], dicom, meta: dict[str, str], folders: dict[str, str]) -> list[dict]:
+    """Sample batch after batch while a writer thread converts, encodes and writes the previous
+    batches (numpy, zlib and DICOM encoding release the GIL), at most ``_AHEAD`` batches behind;
+    returns the manifest rows. The sampling thread does nothing per image but name it.
+
+    A failed write stops the generation with its error; any error here (SIGTERM too) stops the
+    writer after its current image (the staging folder is then removed).
+    """
+    from xraygan.utils.progress import bar
+
+    n, names, rows = len(labels), sampler.label_names, []
+    ext = "dcm" if dicom is not None else "png"
+    writer = _Writer()
+    try:
+        with bar(total=n, desc="generate", unit="img") as pb:
+            for lo in range(0, n, batch):
+                idx = range(lo, min(n, lo + batch))
+                seeds = [image_seed(seed, i) for i in idx]
+                x = sampler.sample_seeds(seeds, [labels[i] for i in idx], truncation, batch).numpy()  # (b, 1, S, S) float32
+                jobs = []
+                for i, s in zip(idx, seeds):
+                    name, fname = names[labels[i]], f"synthetic_{i:06d}.{ext}"
+                    jobs.append((dirs[labels[i]] / fname, name, s))
+                    rows.append({"file": f"{folders[name]}/{fname}", "label": name, "seed": s, **{k: meta[k] for k in ("run", "checkpoint")}})
+                writer.put((x, jobs, dicom, {**meta, "step": str(sampler.step)}))
+                pb.update(len(jobs))
+            writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    return rows
+
+
+_AHEAD = 2  # batches the writer may lag behind the sampler (bounded memory)
+
+
+class _Writer:
+    """One daemon thread running :func:`_write_batch` on queued batches, in order."""
+
+    def __init__(self) -> None:
+        import queue
+
+        self.queue: queue.Queue = queue.Queue(maxsize=_AHEAD)
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="xraygan-write", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (job := self.queue.get()) is not None:
+            if self.error is None and not self.stop.is_set():
+                try:
+                    _write_batch(*job, self.stop)
+                except BaseException as e:  # noqa: BLE001 -- handed to the sampling thread
+                    self.error = e
+
+    def _check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    # The sampling thread waits in short slices: a signal (SIGTERM) the kernel hands to another
+    # thread is only acted on when the main thread runs Python code again.
+    def put(self, job: tuple | None) -> None:
+        import queue
+
+        while True:
+            self._check()
+            try:
+                return self.queue.put(job, timeout=0.1)  # waits while _AHEAD batches are queued
+            except queue.Full:
+                pass
+
+    def finish(self) -> None:
+        self.put(None)
+        while self.thread.is_alive():
+            self.thread.join(0.1)
+        self._check()
+
+    def abort(self) -> None:
+        """Stop after the current image; wait for it a little (an encode takes milliseconds), never hang."""
+        self.stop.set()
+        try:
+            self.queue.put_nowait(None)
+        except Exception:  # noqa: BLE001 -- a full queue: the stop flag ends the thread's work anyway
+            pass
+        self.thread.join(timeout=5.0)
+
+
+def _write_batch(x: np.ndarray, jobs: list, dicom, meta: dict[str, str], stop: threading.Event) -> None:
+    """Convert one batch to uint8 (numpy, the same rounding as :func:`to_uint8`) and write it: PNG
+    with text metadata (synthetic, run, checkpoint, label, seed, step, software) or DICOM."""
+    from xraygan.utils import pixels
+
+    for (target, name, s), im in zip(jobs, pixels.to_uint8(x)[:, 0]):
+        if stop.is_set():
+            return
+        if dicom is not None:
+            dicom.write(im, target, label=name, seed=s)
+        else:
+            target.write_bytes(_png_bytes(im, {"synthetic": "true", "run": meta["run"], "checkpoint": meta["checkpoint"], "label": name,
+                                               "seed": str(s), "step": meta["step"], "software": meta["software"]}))
 
 
 make_module_callable(__name__, generate)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -128,10 +128,19 @@ class AdaController:
         self._count = 0
         self._steps = 0
 
-    def update(self, real_logits: torch.Tensor) -> float:
-        """Accumulate sign(D(real)) for one step; adjust p when ``interval`` steps have passed. Returns p."""
-        self._sum += float(torch.sign(real_logits.detach().float()).sum())
-        self._count += int(real_logits.numel())
+    def update(self, real_logits: torch.Tensor,
+               reduce: Optional[Callable[[list[float]], list[float]]] = None) -> float:
+        """Accumulate sign(D(real)) for one step; adjust p when ``interval`` steps have passed. Returns p.
+
+        ``reduce`` (data-parallel training: a sum over processes) turns this process's
+        [sum of signs, count] into the global batch's, every step, so p, r_t and the accumulators are
+        the same on every process and equal to one process's at the same global batch.
+        """
+        stats = [float(torch.sign(real_logits.detach().float()).sum()), float(real_logits.numel())]
+        if reduce is not None:
+            stats = reduce(stats)
+        self._sum += stats[0]
+        self._count += int(round(stats[1]))
         self._steps += 1
         if self._steps % self.interval == 0 and self._count:
             self.rt = self._sum / self._count

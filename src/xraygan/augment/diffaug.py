@@ -76,6 +76,23 @@ OPS: dict[str, AugmentOp] = {"color": color, "brightness": brightness, "contrast
 DEFAULT_POLICY = ("translation", "cutout")
 
 
+# `--diffaug auto`: DiffAugment counters D overfitting a small dataset over a long run (the paper's
+# runs are tens of thousands of steps). In short runs it does the opposite: at 32 px on the shared
+# chest X-rays (benchmarks/conditional_collapse.py, recall per class in random-CNN features vs the
+# real-vs-real floor 0.89/0.85) translation,cutout cut NORMAL recall from 0.30 to 0.01 after 420 steps
+# of the conditional DCGAN, from 0.35 to 0.01 for the NORMAL-only model (916 images), and from 0.52
+# to 0.04 with today's defaults (per-class minibatch std, balanced batches) after ~500 steps; see
+# docs/benchmarks.md. So auto turns it on only for small datasets *and* long runs.
+AUTO_MAX_IMAGES = 1000  # auto: on below this many training images ...
+AUTO_MIN_STEPS = 10000  # ... and only when the run plans at least this many steps
+
+
+def auto_policy(n_images: int, steps: int) -> str:
+    """The policy ``--diffaug auto`` stands for: ``translation,cutout`` for fewer than
+    :data:`AUTO_MAX_IMAGES` training images in a run of at least :data:`AUTO_MIN_STEPS` steps, else ``none``."""
+    return ",".join(DEFAULT_POLICY) if n_images < AUTO_MAX_IMAGES and steps >= AUTO_MIN_STEPS else "none"
+
+
 def parse_policy(spec: str | Sequence[str] | None) -> tuple[str, ...]:
     """``"translation,cutout,color"`` -> names; ``none``/empty -> (); unknown names are an error."""
     if spec is None:

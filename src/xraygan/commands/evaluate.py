@@ -54,7 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("extractor options")
     g.add_argument("--inception-weights", type=Path, default=None, help="local pt_inception-2015-12-05-6726825d.pth for --features inception")
     g.add_argument("--encoder", type=Path, default=None, help="use this xray encoder checkpoint instead of the shipped one")
-    g.add_argument("--cache", type=Path, default=None, help="folder caching real-set features (default: $XRAYGAN_CACHE or ~/.cache/xraygan/features)")
+    g.add_argument("--cache", type=Path, default=None, help="folder caching real-set features and memorisation's real-vs-real distances "
+                   "(default: $XRAYGAN_CACHE or ~/.cache/xraygan/features)")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
@@ -85,6 +86,8 @@ def format_result(res: dict) -> str:
                          f"authenticity {m['authenticity']:.3f} (held-out {m['authenticity_heldout']:.3f})")
         if memo.get("closest_pairs_png"):
             lines.append(f"  closest pairs: {memo['closest_pairs_png']}")
+    if res.get("timings"):
+        lines.append("\nseconds per stage: " + ", ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in res["timings"].items()))
     return "\n".join(lines)
 
 

@@ -22,15 +22,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print one line per shipped model: name, size, classes, file size, description."""
-    from xraygan.pretrained import available
+    from xraygan.run import Run
 
-    models = available()
+    models = Run.shipped()
     if not models:
         print("no pretrained models are shipped in this installation")
         return 0
     print(f"{'name':<20} {'size':>5}  {'classes':<20} {'file':>8}  description")
     for m in models:
-        print(f"{m.name:<20} {m.size:>3}px  {','.join(m.classes):<20} {m.file_bytes / 1e6:>6.1f}MB  {m.description}")
+        c = m.config
+        print(f"{c['name']:<20} {c['size']:>3}px  {','.join(c['classes']):<20} {c['file_bytes'] / 1e6:>6.1f}MB  {c['description']}")
         if args.cards:
-            print(f"{'':<20} card: {m.path.with_suffix('.md')}")
+            print(f"{'':<20} card: {m.pretrained_path.with_suffix('.md')}")
     return 0

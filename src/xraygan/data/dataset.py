@@ -22,6 +22,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from xraygan.errors import XrayganError
+from xraygan.utils.formats import check_format_version
 from xraygan.utils.pixels import signed_tensor
 
 FORMAT = "xraygan-prepared"
@@ -49,10 +50,11 @@ class PreparedDataset:
             info = json.loads(meta.read_text())
         except json.JSONDecodeError as e:
             raise XrayganError(f"{meta} is not valid JSON: {e}") from None
-        if info.get("format") != FORMAT:
-            raise XrayganError(f"{meta}: not an xraygan prepared dataset (format={info.get('format')!r})")
-        if int(info.get("format_version", 0)) > FORMAT_VERSION:
-            raise XrayganError(f"{meta}: format version {info['format_version']} is newer than this xraygan reads ({FORMAT_VERSION}); upgrade xraygan")
+        if not isinstance(info, dict) or info.get("format") != FORMAT:
+            found = info.get("format") if isinstance(info, dict) else type(info).__name__
+            raise XrayganError(f"{meta}: not an xraygan prepared dataset (format={found!r})")
+        check_format_version(meta, info.get("format_version"), what="prepared dataset", current=FORMAT_VERSION,
+                             rerun="prepare it again from its source images with `xraygan prepare`")
         man = root / "manifest.csv"
         if not man.is_file():
             raise XrayganError(f"{root}: manifest.csv is missing; re-run `xraygan prepare`")

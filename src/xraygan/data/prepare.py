@@ -160,7 +160,10 @@ def _decode_into(buf: np.ndarray, records: Sequence[Record], size: int, fit: str
     shas: list[str] = [""] * n
     dicom_ids: list[str | None] = [None] * n
     ok, skipped = [], []
-    for i, res in enumerate(_decode_all(records, size, fit, allow_upsample, workers)):
+    from xraygan.utils.progress import bar
+
+    decoded = bar(_decode_all(records, size, fit, allow_upsample, workers), total=n, desc="decoding", unit="img")
+    for i, res in enumerate(decoded):
         if res.error is not None:
             if res.fatal or not skip_bad:
                 raise XrayganError(res.error)

@@ -99,3 +99,11 @@ def predict_scores(model: nn.Module, x: torch.Tensor, device: torch.device | str
         logits = model(x[i:i + batch].to(device))
         out.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
     return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
+
+
+@torch.no_grad()
+def predict_probs(model: nn.Module, x: torch.Tensor, device: torch.device | str = "cpu", batch: int = 256) -> np.ndarray:
+    """Class probabilities (n, classes) for each image of ``x`` (n,1,S,S); the multi-class experiment's scores."""
+    model.eval()
+    out = [torch.softmax(model(x[i:i + batch].to(device)).float(), dim=1).cpu() for i in range(0, len(x), batch)]
+    return torch.cat(out).numpy().astype(np.float64) if out else np.zeros((0, 0))

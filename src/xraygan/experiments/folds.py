@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -31,11 +31,12 @@ class Fold:
     test: np.ndarray  # the fold's held-out rows
     dropped: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # training rows left out by real_fraction
     repeat: int = 0  # which repetition's partition (``--repeats``) this fold belongs to
+    tag: str = ""  # name prefix, e.g. ``frac0.1_`` with several --real-fraction values (one GAN per fold and fraction)
 
     @property
     def name(self) -> str:
         """``fold2`` in repetition 0 (the names of experiments before ``--repeats``), ``repeat1_fold2`` after."""
-        return f"fold{self.index}" if self.repeat == 0 else f"repeat{self.repeat}_fold{self.index}"
+        return self.tag + (f"fold{self.index}" if self.repeat == 0 else f"repeat{self.repeat}_fold{self.index}")
 
     def to_dict(self, ds: PreparedDataset) -> dict:
         pats = ds.patients
@@ -64,11 +65,18 @@ def _patient_labels(labels: np.ndarray, patients: np.ndarray) -> dict[str, int]:
     return out
 
 
-def subsample_patients(rows: np.ndarray, ds: PreparedDataset, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Keep ``fraction`` of the patients of ``rows`` per class (at least one per class); (kept, dropped)."""
+def subsample_patients(rows: np.ndarray, ds: PreparedDataset, fraction: float, seed: int,
+                       class_fraction: dict[int, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Keep ``fraction`` of the patients of ``rows`` per class (x ``class_fraction[c]`` for the classes
+    named there; at least one per class); (kept, dropped).
+
+    Nested: each class's patients are put in one seeded order that does not depend on the fraction,
+    and the first round(f x n) are kept, so a patient kept at a fraction is kept at every larger
+    one (the learning curve's fractions share their patients)."""
     if not 0 < fraction <= 1:
         raise XrayganError(f"--real-fraction {fraction}: must be in (0, 1]")
-    if fraction == 1:
+    class_fraction = class_fraction or {}
+    if fraction == 1 and all(f >= 1 for f in class_fraction.values()):
         return rows, np.zeros(0, np.int64)
     labels, pats = ds.labels[rows], ds.patients[rows]
     plab = _patient_labels(labels, pats)
@@ -77,7 +85,7 @@ def subsample_patients(rows: np.ndarray, ds: PreparedDataset, fraction: float, s
     order = dict(zip(pats, _appearance_codes(pats)))  # key-independent order (see _appearance_codes)
     for c in sorted(set(plab.values())):
         members = sorted((p for p, lab in plab.items() if lab == c), key=order.__getitem__)
-        k = max(1, int(round(fraction * len(members))))
+        k = max(1, int(round(fraction * class_fraction.get(c, 1.0) * len(members))))
         keep.update(rng.permutation(members)[:k].tolist())
     mask = np.isin(pats, list(keep))
     return rows[mask], rows[~mask]
@@ -92,14 +100,16 @@ def repeat_seed(seed: int, repeat: int) -> int:
 
 
 def make_repeated_folds(ds: PreparedDataset, n_folds: int, repeats: int = 1, seed: int = 0,
-                        real_fraction: float = 1.0) -> list[list[Fold]]:
+                        real_fraction: float = 1.0, class_fraction: dict[int, float] | None = None) -> list[list[Fold]]:
     """One fresh patient-grouped stratified partition per repetition (``--repeats``), seeded."""
     if repeats < 1:
         raise XrayganError(f"--repeats {repeats}: must be at least 1")
-    return [make_folds(ds, n_folds, seed=repeat_seed(seed, r), real_fraction=real_fraction, repeat=r) for r in range(repeats)]
+    return [make_folds(ds, n_folds, seed=repeat_seed(seed, r), real_fraction=real_fraction, repeat=r,
+                       class_fraction=class_fraction) for r in range(repeats)]
 
 
-def make_folds(ds: PreparedDataset, n_folds: int = 5, seed: int = 0, real_fraction: float = 1.0, repeat: int = 0) -> list[Fold]:
+def make_folds(ds: PreparedDataset, n_folds: int = 5, seed: int = 0, real_fraction: float = 1.0, repeat: int = 0,
+               class_fraction: dict[int, float] | None = None) -> list[Fold]:
     """Patient-grouped stratified ``n_folds``-fold split of the train+val rows of ``ds``."""
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -115,11 +125,39 @@ def make_folds(ds: PreparedDataset, n_folds: int = 5, seed: int = 0, real_fracti
     sgkf = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     folds = []
     for i, (tr, te) in enumerate(sgkf.split(np.zeros(len(rows)), labels, groups=_appearance_codes(pats))):
-        kept, dropped = subsample_patients(rows[tr], ds, real_fraction, seed=seed * 1000 + i)
+        kept, dropped = subsample_patients(rows[tr], ds, real_fraction, seed=seed * 1000 + i, class_fraction=class_fraction)
         folds.append(Fold(i, kept, rows[te], dropped, repeat=repeat))
         if len(set(ds.labels[kept])) < 2 or len(set(labels[te])) < 2:
             raise XrayganError(f"fold {i} lacks a class in its training or test part; lower --folds or raise --real-fraction")
     return folds
+
+
+INNER_FRACTION = 0.15
+
+
+def inner_split(ds: PreparedDataset, fold: Fold) -> tuple[Fold, np.ndarray, str | None]:
+    """The fold with its threshold split taken out: a patient-grouped, stratified 15% of the fold's
+    training patients (per class, by each patient's label), the same for every arm and seed of the
+    fold. Returns (fold trained on the rest, inner rows, note); with fewer than 2 patients of a class
+    in the inner split there is none (every training patient trains, the threshold is 0.5, the note
+    says why)."""
+    pats, y = ds.patients[fold.train], ds.labels[fold.train]
+    rng = np.random.default_rng(_hash_seed(fold.repeat, fold.index, 15))
+    inner_pats = []
+    for c in range(len(ds.classes)):
+        cls_pats = sorted({p for p, l in zip(pats, y) if l == c})
+        k = int(round(INNER_FRACTION * len(cls_pats)))
+        if k < 2:
+            return fold, np.zeros(0, np.int64), (f"threshold 0.5: fewer than 2 patients of class {ds.classes[c]} "
+                                                 f"in the 15% inner split of {fold.name}'s training patients")
+        inner_pats += list(rng.permutation(cls_pats)[:k])
+    inner = np.isin(pats, inner_pats)
+    return replace(fold, train=fold.train[~inner]), fold.train[inner], None
+
+
+def _hash_seed(*parts: int) -> int:
+    """The runner's unit seed hash (:func:`xraygan.experiments.runner._seed`), so the inner split is the same as before it moved here."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "little")
 
 
 def read_manifest_patients(path: str | Path) -> set[str]:

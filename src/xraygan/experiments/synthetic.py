@@ -255,24 +255,40 @@ def _replace_cfg(base, **kw):
     return dataclasses.replace(base, **kw).validate()
 
 
+def _holds_back(cfg) -> bool:
+    """Whether some class keeps less than all of its training patients (so the oracle has images)."""
+    f = cfg.real_fraction if not isinstance(cfg.real_fraction, (tuple, list)) else min(cfg.real_fraction)
+    return f < 1 or any(f * cf < 1 for _, cf in getattr(cfg, "class_fraction", ()))
+
+
 def validate_source(cfg) -> None:
     """Fail before any training when ``cfg.gan_config`` cannot work (missing file, no trainer, oracle at 100%)."""
     if cfg.gan_config == "oracle":
-        if cfg.real_fraction >= 1:
+        if not _holds_back(cfg):
             raise XrayganError("--gan-config oracle: the oracle returns training images the classifier did not get, "
-                               "so it needs --real-fraction below 1")
+                               "so it needs --real-fraction (or a --class-fraction) below 1")
     elif cfg.gan_config != "noise":
         load_gan_options(cfg.gan_config)
         _training_module()
         _run_module()
 
 
+def control_source(name: str, ds: PreparedDataset, fold: Fold) -> SyntheticSource:
+    """The source of a control arm (``--controls``): ``oracle`` (held-back real training images of the
+    fold) or ``noise`` (uniform pixel noise)."""
+    if name == "oracle":
+        return OracleSource(ds, fold)
+    if name == "noise":
+        return NoiseSource(ds.size)
+    raise XrayganError(f"--controls {name}: unknown control; choose from {', '.join(CONTROLS)}")
+
+
 def make_source(cfg, ds: PreparedDataset, fold: Fold, out: Path, device) -> SyntheticSource:
     """The synthetic source of ``fold`` named by ``cfg.gan_config`` (oracle, noise, or a GAN config)."""
     if cfg.gan_config == "oracle":
-        if cfg.real_fraction >= 1:
+        if not _holds_back(cfg):
             raise XrayganError("--gan-config oracle: the oracle returns training images the classifier did not get, "
-                               "so it needs --real-fraction below 1")
+                               "so it needs --real-fraction (or a --class-fraction) below 1")
         return OracleSource(ds, fold)
     if cfg.gan_config == "noise":
         return NoiseSource(ds.size)

@@ -72,13 +72,16 @@ class Extractor:
 
         from xraygan.data.dataset import resize_images
 
+        from xraygan.utils.progress import bar
+
         outs = []
-        with torch.inference_mode():
+        with torch.inference_mode(), bar(total=int(images.shape[0]), desc=f"{self.name} features", unit="img") as pb:
             for s in range(0, images.shape[0], self.batch):
                 x = images[s:s + self.batch].float()
                 if self.input_size:
                     x = resize_images(x, self.input_size)
                 outs.append(fn(x.to(self.device)).float().cpu())
+                pb.update(x.shape[0])
         return torch.cat(outs).numpy() if outs else np.zeros((0, self.dim), np.float32)
 
     def features(self, images) -> np.ndarray:
@@ -222,3 +225,33 @@ def cached_features(pixels: np.ndarray, extractor: Extractor, size: int, cache_d
         np.save(buf, feats)
         atomic_write_bytes(path, buf.getvalue())
     return feats
+
+
+class RealFeatures:
+    """Features of every real image an evaluation needs (the real halves, the training and the
+    held-out sets of memorisation), from one pass over the distinct images.
+
+    The distinct images (exact pixel duplicates counted once) are put in a canonical order (by a
+    hash of their pixels) and their features read from / written to the cache as one set, so a
+    second evaluation of the same data hits the cache whatever its seed. An image's features do
+    not depend on the other images of its batch, so the rows are those of separate passes.
+    """
+
+    def __init__(self, parts: list[np.ndarray], extractor: Extractor, size: int, cache_dir: Path | None):
+        digests = [[hashlib.blake2b(np.ascontiguousarray(row).data, digest_size=16).digest() for row in p] for p in parts]
+        first: dict[bytes, tuple[int, int]] = {}
+        for pi, ds in enumerate(digests):
+            for i, d in enumerate(ds):
+                first.setdefault(d, (pi, i))
+        order = sorted(first)
+        pos = {d: j for j, d in enumerate(order)}
+        self.index = [np.array([pos[d] for d in ds], np.int64) for ds in digests]
+        if order:
+            pool = np.stack([parts[pi][i] for pi, i in (first[d] for d in order)])
+            self.pool = cached_features(pool, extractor, size, cache_dir)
+        else:
+            self.pool = np.zeros((0, extractor.dim), np.float32)
+
+    def part(self, i: int) -> np.ndarray:
+        """Features (n_i, d) of the rows of ``parts[i]``, in its order."""
+        return self.pool[self.index[i]]

@@ -11,14 +11,22 @@ synthetic data? Sample-level metrics for evaluating and auditing generative mode
 synthetic sample is unauthentic when it is closer to its nearest training sample x* than x*'s
 own nearest other training sample is; authenticity is the share of authentic samples. The same
 share for held-out real images is reported beside it as the floor.
+
+The distances among the real sets alone (held-out to training, training to training: most of the
+cost, 3.6k x 3.6k x 4096 in pixel space for the shared data) do not depend on the synthetic set;
+``evaluate`` caches them beside the features (:func:`cached_reference`).
 """
 from __future__ import annotations
 
+import hashlib
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from xraygan.metrics.prdc import pairwise_distances
+
+log = logging.getLogger(__name__)
 
 
 def nearest(query: np.ndarray, reference: np.ndarray, block: int = 512) -> tuple[np.ndarray, np.ndarray]:
@@ -41,23 +49,67 @@ def train_nn_radius(train: np.ndarray, block: int = 512) -> np.ndarray:
     return out
 
 
-def memorisation_scores(fake: np.ndarray, train: np.ndarray, heldout: np.ndarray, percentile: float = 1.0) -> dict:
+def reference_distances(train: np.ndarray, heldout: np.ndarray) -> dict[str, np.ndarray]:
+    """What memorisation needs of the real sets alone (the costly part, cacheable): every held-out
+    row's nearest training distance and index, and every training row's nearest other training row."""
+    train, heldout = (np.asarray(a, np.float64).reshape(len(a), -1) for a in (train, heldout))
+    d_held, i_held = nearest(heldout, train)
+    return {"d_held": d_held, "i_held": i_held, "radius": train_nn_radius(train)}
+
+
+def cached_reference(train: np.ndarray, heldout: np.ndarray, key: str, cache_dir: Path | None) -> dict[str, np.ndarray]:
+    """:func:`reference_distances` read from / written to ``cache_dir`` (``memo-<key>.npz``; ``key``
+    must identify the two sets and the space: see :func:`reference_key`); ``None`` disables the cache."""
+    import io
+
+    from xraygan.utils.fs import atomic_write_bytes
+
+    path = Path(cache_dir) / f"memo-{key}.npz" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        try:
+            with np.load(path) as z:
+                ref = {k: z[k] for k in ("d_held", "i_held", "radius")}
+            if len(ref["d_held"]) == len(heldout) and len(ref["radius"]) == len(train):
+                return ref
+        except (OSError, ValueError, KeyError):
+            pass
+        log.warning("ignoring unreadable memorisation cache file %s", path)
+    ref = reference_distances(train, heldout)
+    if path is not None:
+        buf = io.BytesIO()
+        np.savez(buf, **ref)
+        atomic_write_bytes(path, buf.getvalue())
+    return ref
+
+
+def reference_key(train_pixels: np.ndarray, heldout_pixels: np.ndarray, space: str) -> str:
+    """Cache key of the reference distances: the two uint8 image sets' content and the space
+    (``pixel``, or the extractor's name, fingerprint and size)."""
+    h = hashlib.sha256(f"{space}|{train_pixels.shape}|{heldout_pixels.shape}|v1".encode())
+    h.update(np.ascontiguousarray(train_pixels).tobytes())
+    h.update(np.ascontiguousarray(heldout_pixels).tobytes())
+    return h.hexdigest()[:32]
+
+
+def memorisation_scores(fake: np.ndarray, train: np.ndarray, heldout: np.ndarray, percentile: float = 1.0,
+                        reference: dict[str, np.ndarray] | None = None) -> dict:
     """Nearest-training-image statistics for ``fake`` vs ``heldout`` rows (one space).
 
     Returns the threshold (``percentile`` of held-out distances), how many fakes lie below it,
     median distances, authenticity for fakes and held-out reals, and the per-fake nearest
     training index and distance (``_fake_nn``: used for the closest-pairs picture).
+    ``reference``: :func:`reference_distances` of (train, heldout) when already known.
     """
-    fake, train, heldout = (np.asarray(a, np.float64).reshape(len(a), -1) for a in (fake, train, heldout))
+    fake, train = (np.asarray(a, np.float64).reshape(len(a), -1) for a in (fake, train))
     d_fake, i_fake = nearest(fake, train)
-    d_held, i_held = nearest(heldout, train)
+    ref = reference if reference is not None else reference_distances(train, heldout)
+    d_held, i_held, radius = ref["d_held"], ref["i_held"], ref["radius"]
     thr = float(np.percentile(d_held, percentile))
-    radius = train_nn_radius(train)
     return {
         "threshold": thr,
         "percentile": percentile,
         "n_fake": int(len(fake)),
-        "n_heldout": int(len(heldout)),
+        "n_heldout": int(len(d_held)),
         "n_train": int(len(train)),
         "fake_below": int((d_fake < thr).sum()),
         "fake_below_share": float((d_fake < thr).mean()),

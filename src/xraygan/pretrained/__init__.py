@@ -14,6 +14,8 @@ holds only what sampling needs, as a plain dict that loads with ``torch.load(...
 :func:`export_pretrained` writes such a file from a run checkpoint (``scripts/make_pretrained.py``
 uses it); :func:`load_pretrained` rebuilds the generator through the families registry and returns
 the same :class:`~xraygan.training.sampler.Sampler` that ``xraygan generate`` uses for a run.
+Reading these files lives in :mod:`xraygan.run` (``Run.pretrained(name)``, ``Run.shipped()``);
+this module re-exports its names and writes the files.
 """
 from __future__ import annotations
 
@@ -22,10 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from xraygan.errors import XrayganError
+from xraygan.run import PRETRAINED_DIR, Run, load_pretrained  # noqa: F401  (public names of this module)
+from xraygan.run import PRETRAINED_FORMAT as FORMAT
+from xraygan.run import PRETRAINED_FORMAT_VERSION as FORMAT_VERSION
+from xraygan.run import pretrained_names as names  # noqa: F401
+from xraygan.run import resolve_pretrained as resolve  # noqa: F401
 
-FORMAT = "xraygan-pretrained"
-FORMAT_VERSION = 1
-PRETRAINED_DIR = Path(__file__).resolve().parent
+__all__ = ["FORMAT", "FORMAT_VERSION", "PRETRAINED_DIR", "PretrainedInfo", "available", "export_pretrained",
+           "load_pretrained", "names", "resolve"]
 
 
 @dataclass
@@ -42,60 +48,14 @@ class PretrainedInfo:
     description: str
 
 
-def _read(path: Path, device: Any = "cpu") -> dict[str, Any]:
-    from xraygan.training.checkpoint import load_versioned
-
-    return load_versioned(path, FORMAT, FORMAT_VERSION, "pretrained model", "reinstall xraygan", device)
-
-
-def names(directory: str | Path = PRETRAINED_DIR) -> list[str]:
-    """Names of the models in ``directory`` (the package's own by default)."""
-    return sorted(p.stem for p in Path(directory).glob("*.pt"))
-
-
-def resolve(name: str | Path, directory: str | Path = PRETRAINED_DIR) -> Path:
-    """The file of model ``name`` (a shipped name, or a path to a ``.pt`` file); unknown names list the known."""
-    p = Path(directory) / f"{name}.pt"
-    if p.is_file():
-        return p
-    if str(name).endswith(".pt") and Path(name).is_file():
-        return Path(name)
-    known = ", ".join(names(directory)) or "none"
-    raise XrayganError(f"--pretrained {name}: no such pretrained model; the shipped ones are: {known} (see `xraygan pretrained`)")
-
-
 def available(directory: str | Path = PRETRAINED_DIR) -> list[PretrainedInfo]:
-    """Every model in ``directory`` with its size, classes and file size."""
+    """Every model in ``directory`` with its size, classes and file size (each opened as a :class:`~xraygan.run.Run`)."""
     out = []
-    for n in names(directory):
-        path = Path(directory) / f"{n}.pt"
-        s = _read(path)
-        out.append(PretrainedInfo(n, path, int(s["size"]), list(s["classes"]), str(s["model"]), int(s["step"]),
-                                  path.stat().st_size, str(s.get("description", ""))))
+    for run in Run.shipped(directory):
+        c = run.config
+        out.append(PretrainedInfo(run.pretrained_path.stem, run.pretrained_path, c["size"], c["classes"], str(c["model"]),
+                                  c["step"], c["file_bytes"], c["description"]))
     return out
-
-
-def load_pretrained(name: str | Path, device: str = "auto", directory: str | Path = PRETRAINED_DIR) -> Any:
-    """A :class:`~xraygan.training.sampler.Sampler` for shipped model ``name`` (or a pretrained ``.pt`` path)."""
-    import torch
-
-    from xraygan.training.config import TrainConfig
-    from xraygan.training.families import get_family
-    from xraygan.training.sampler import Sampler
-    from xraygan.utils.runtime import resolve_device
-
-    path = resolve(name, directory)
-    dev = resolve_device(device)
-    s = _read(path)
-    cfg = TrainConfig.from_dict(s["config"])
-    family = get_family(s["model"])(cfg, int(s["n_classes"]), dev)
-    family.load_extra_state(s.get("family_state") or {})
-    state = {k: v.float() if v.is_floating_point() else v for k, v in s["generator"].items()}
-    family.G.load_state_dict(state)
-    family.G.to(dev).eval().requires_grad_(False)
-    family.D = family.opt_d = family.opt_g = None  # sampling only
-    return Sampler(family, family.G, list(s["classes"]), int(s["n_classes"]), Path(f"pretrained:{s['name']}"),
-                   str(path), int(s["step"]))
 
 
 def export_pretrained(run: str | Path, out: str | Path, checkpoint: str | Path = "best", name: str | None = None,
@@ -107,15 +67,11 @@ def export_pretrained(run: str | Path, out: str | Path, checkpoint: str | Path =
     """
     import torch
 
-    from xraygan.training.checkpoint import load_checkpoint
-    from xraygan.training.rundir import RunDir
     from xraygan.utils.fs import atomic_torch_save
 
     if dtype not in ("float16", "float32"):
         raise XrayganError(f"--dtype {dtype}: choose float16 or float32")
-    rd = RunDir(run)
-    rd.read_config()
-    ck = load_checkpoint(rd.resolve_checkpoint(checkpoint), map_location="cpu")
+    ck = Run(run).checkpoint_state(checkpoint, "cpu")
     g = ck["ema"] if ck.get("ema") is not None else ck["modules"]["G"]
     cast = getattr(torch, dtype)
     cfg = dict(ck["config"])

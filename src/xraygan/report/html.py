@@ -238,7 +238,7 @@ def _verdict_rows(res: dict) -> list[tuple[str, str, str]]:
     """(comparison, verdict, because) from results.json's ``comparisons`` (else any 'verdict' entry)."""
     comparisons = res.get("comparisons")
     if isinstance(comparisons, dict) and comparisons:
-        return [(f"{label} vs {c.get('against', 'real')}", str(c.get("verdict", "")), str(c.get("because", "")))
+        return [(f"{c.get('label', label)} vs {c.get('against', 'real')}", str(c.get("verdict", "")), str(c.get("because", "")))
                 for label, c in comparisons.items() if isinstance(c, dict)]
     return [(where, v, "") for where, v in _verdicts(res)]
 
@@ -262,11 +262,33 @@ def _arm_tables(results: dict) -> str:
     for name in (first.get("test_sets") or {}) if isinstance(first, dict) else {}:
         sets[f"held-out set {name}"] = lambda a, n=name: (a.get("test_sets") or {}).get(n)
     for title, get in sets.items():
-        metrics = [m for m in (get(first) or {}) if isinstance((get(first) or {}).get(m), dict)]
+        metrics = [m for m in (get(first) or {}) if isinstance((get(first) or {}).get(m), dict) and "value" in (get(first) or {})[m]]
         if not metrics:
             continue
         rows = [(label, *[_ci((get(a) or {}).get(m)) for m in metrics]) for label, a in arms.items() if isinstance(a, dict)]
         out.append(f"<h3>Metrics on the {escape(title)} (95% CI)</h3>" + _table(("arm", *metrics), rows))
+    return "\n".join(out)
+
+
+def _experiment_extra_tables(res: dict) -> str:
+    """Per-arm classifier step counts, per-class AUCs (multi-class) and the data-equivalence, when present."""
+    out = []
+    arms = res.get("arms") if isinstance(res.get("arms"), dict) else {}
+    steps = [(label, ", ".join(sorted({str(s) for s in a.get("classifier_steps") or []})))
+             for label, a in arms.items() if isinstance(a, dict) and a.get("classifier_steps")]
+    if steps:
+        out.append("<h3>Classifier optimiser steps per arm</h3>" + _table(("arm", "steps per unit"), steps))
+    per_class = [(label, *[_ci(v) for v in a["fold_tests"]["per_class_auc"].values()])
+                 for label, a in arms.items() if isinstance(a, dict) and isinstance((a.get("fold_tests") or {}).get("per_class_auc"), dict)]
+    if per_class:
+        classes = list(next(iter(arms.values()))["fold_tests"]["per_class_auc"])
+        out.append("<h3>Per-class AUC, one vs rest (fold test sets, 95% CI)</h3>" + _table(("arm", *classes), per_class))
+    eq = res.get("data_equivalence")
+    if isinstance(eq, dict) and eq:
+        rows = [(label, fraction, fmt(e.get("real_patients_equivalent")), f"[{fmt(e.get('lo'))}, {fmt(e.get('hi'))}]", fmt(e.get("real_patients")))
+                for label, by in eq.items() if isinstance(by, dict) for fraction, e in by.items() if isinstance(e, dict)]
+        out.append("<h3>Data equivalence: real training patients each arm is worth</h3>"
+                   + _table(("arm", "real fraction", "equivalent real patients", "95% bootstrap interval", "real patients used"), rows))
     return "\n".join(out)
 
 
@@ -292,6 +314,13 @@ def _experiment(info: RunInfo) -> str:
     out += [_figure(file_uri(p), p.name, "plot") for p in roc] or [_na("ROC curves", "no *roc*.png in the folder")]
     out.append("<h3>Confidence intervals</h3>")
     out += [_figure(file_uri(p), p.name, "plot") for p in ci] or [_na("CI charts", "no ci*.png in the folder")]
+    for title, stem, what in (("Calibration", "calibration", "reliability diagram"), ("Learning curve", "learning_curve", "learning curve"),
+                              ("Confusion matrices", "confusion", "confusion matrices")):
+        found = [p for p in figs if p.name.lower().startswith(stem)]
+        if found or stem == "calibration":
+            out.append(f"<h3>{title}</h3>")
+            out += [_figure(file_uri(p), p.name, "plot") for p in found] or [_na(title, f"no {stem}*.png ({what}) in the folder")]
+    out.append(_experiment_extra_tables(res))
     text = json.dumps(res, indent=2, default=str)
     out.append(f"<details><summary>results.json ({len(text):,} characters)</summary><pre>{escape(text)}</pre></details>")
     return "\n".join(out)

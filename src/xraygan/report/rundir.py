@@ -4,8 +4,9 @@ A run directory (written by ``xraygan train``) holds ``config.yaml``, ``checkpoi
 ``metrics.jsonl`` (one JSON object per logged step), ``samples/`` (a fixed-latent grid image every
 ``--sample-every`` steps, one row per class), ``loss.png``, optionally ``eval/*.json`` (written by
 ``xraygan evaluate``) and ``MODEL_CARD.md``. An experiment directory holds ``results.json`` and its
-figures. The report and the model card read both through :func:`load_run`; every missing or
-unreadable part becomes ``None`` / empty, with the reason kept in ``problems``.
+figures. The report and the model card read both through :func:`load_run`, a run through
+:class:`xraygan.run.Run`; every missing or unreadable part becomes ``None`` / empty, with the
+reason kept in ``problems``, except a file of a format version this xraygan does not read.
 """
 from __future__ import annotations
 
@@ -16,10 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from xraygan.errors import XrayganError
 from xraygan.metrics.registry import better as registry_better
+from xraygan.run import IMAGE_EXTENSIONS, Run, step_of
+from xraygan.utils.formats import FormatVersionError, check_format_version
+
+RESULTS_FORMAT = "xraygan-experiment-results"
+RESULTS_FORMATS = (1, 2, 3)  # the results.json versions the report shows (experiments.summary.RESULTS_FORMAT_VERSION: the last)
 
 # Known sources: a substring of the dataset's source -> (citation, licence).
 KNOWN_SOURCES: dict[str, tuple[str, str]] = {
@@ -33,7 +37,6 @@ KNOWN_SOURCES: dict[str, tuple[str, str]] = {
 }
 _DATA_KEYS = ("prepared", "data", "dataset", "prepared_dir", "data_dir")
 _STEP_KEYS = ("step", "kimg", "iteration", "it")
-_IMAGE_EXT = (".png", ".jpg", ".jpeg")
 _FD_NOT_VALUES = {"n", "best", "std", "seconds", "time"}  # fd_xray_n, fd_xray_best...: not FD values
 
 
@@ -87,35 +90,14 @@ def _read_json(path: Path, problems: list[str]) -> Any:
 
 
 def read_metrics(path: Path, problems: list[str] | None = None) -> list[dict]:
-    """The records of a ``metrics.jsonl``; a truncated last line (a run still writing) is skipped."""
-    out: list[dict] = []
-    if not path.is_file():
-        return out
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            if problems is not None:
-                problems.append(f"{path.name}: line {i} is not JSON (skipped)")
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
-
-
-def step_of(path: Path) -> int:
-    """The training step in a file name (``step_00001000...``, else its last number), -1 if none."""
-    m = re.search(r"step_?(\d+)", path.stem)
-    if m:
-        return int(m.group(1))
-    nums = re.findall(r"\d+", path.stem)
-    return int(nums[-1]) if nums else -1
+    """The records of the ``metrics.jsonl`` at ``path``; lines that are not JSON objects (a truncated
+    last line of a run still writing) are skipped and noted in ``problems``."""
+    return Run(Path(path).parent).metric_records([] if problems is None else problems)
 
 
 def _find_dataset(root: Path, config: dict | None) -> Path | None:
-    """The prepared dataset of a run: a copy of dataset.json in the run, else the config's data path."""
+    """The prepared dataset of an experiment (or of a run whose dataset moved): a copy of dataset.json
+    in the folder, else a data path of the config."""
     for cand in (root / "dataset.json", root / "data" / "dataset.json"):
         if cand.is_file():
             return cand
@@ -130,34 +112,34 @@ def _find_dataset(root: Path, config: dict | None) -> Path | None:
 
 
 def load_run(path: str | Path) -> RunInfo:
-    """Read a run or experiment folder; never raises for missing or broken parts."""
+    """Read a run folder (through :class:`xraygan.run.Run`) or an experiment folder.
+
+    Missing or damaged parts become ``None``/empty with the reason in ``problems``; a config.yaml or
+    results.json of a format version this xraygan does not read is a one-line
+    :class:`~xraygan.utils.formats.FormatVersionError` (upgrade xraygan, or re-run what wrote it).
+    """
     root = Path(path)
     if not root.is_dir():
         raise XrayganError(f"{root}: no such folder; give a run folder (from `xraygan train`) or an experiment folder")
     info = RunInfo(root=root)
-    cfg = root / "config.yaml"
-    if cfg.is_file():
+    run = Run(root)
+    if (root / "config.yaml").is_file():
         try:
-            data = yaml.safe_load(cfg.read_text())
-            info.config = data if isinstance(data, dict) else None
-        except yaml.YAMLError as e:
-            info.problems.append(f"config.yaml: unreadable ({e})")
-    info.metrics = read_metrics(root / "metrics.jsonl", info.problems)
-    for p in sorted((root / "eval").glob("*.json")) if (root / "eval").is_dir() else []:
-        data = _read_json(p, info.problems)
-        if data is not None:
-            info.evals[p.stem] = data
-    if (root / "samples").is_dir():
-        imgs = [p for p in (root / "samples").iterdir() if p.suffix.lower() in _IMAGE_EXT]
-        info.samples = sorted(((step_of(p), p) for p in imgs), key=lambda t: (t[0], t[1].name))
-    if (root / "checkpoints").is_dir():
-        info.checkpoints = sorted((root / "checkpoints").glob("*.pt"))
+            info.config = run.config
+        except FormatVersionError:
+            raise
+        except XrayganError as e:  # damaged, or not a run's config: the report shows the rest
+            info.problems.append(f"config.yaml: {e}")
+    info.metrics = run.metric_records(info.problems)
+    info.evals = run.evaluations(info.problems)
+    info.samples = run.sample_grids()
+    info.checkpoints = run.checkpoints()
     if (root / "results.json").is_file():
-        data = _read_json(root / "results.json", info.problems)
-        info.results = data if isinstance(data, dict) else None
+        info.results = read_results(root / "results.json", info.problems)
     protocol = (info.results or {}).get("protocol")
     exp_cfg = protocol.get("config") if isinstance(protocol, dict) and isinstance(protocol.get("config"), dict) else {}
-    ds = _find_dataset(root, {**exp_cfg, **info.options})
+    data_dir = run.dataset_dir if info.config else None
+    ds = data_dir / "dataset.json" if data_dir else _find_dataset(root, {**exp_cfg, **info.options})
     if ds is not None:
         info.dataset_path = ds.parent
         data = _read_json(ds, info.problems)
@@ -166,11 +148,29 @@ def load_run(path: str | Path) -> RunInfo:
     return info
 
 
+def read_results(path: Path, problems: list[str]) -> dict | None:
+    """An experiment's ``results.json`` (the formats in :data:`RESULTS_FORMATS`; format 1, written
+    before ``--repeats``, has no Holm-adjusted p values and the verdict words of before issue 13;
+    format 2 compares every arm against ``real`` only).
+    Unreadable or not xraygan's: ``None``, noted in ``problems``; a format version outside
+    :data:`RESULTS_FORMATS`: :class:`~xraygan.utils.formats.FormatVersionError`."""
+    data = _read_json(path, problems)
+    if not isinstance(data, dict) or data.get("format") != RESULTS_FORMAT:
+        if data is not None:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            problems.append(f"{path.name}: not xraygan experiment results (format {found!r})")
+        return None
+    check_format_version(path, data.get("format_version"), what="experiment results", current=RESULTS_FORMATS[-1],
+                         oldest=RESULTS_FORMATS[0], rerun="re-run the same `xraygan experiment` command with this --out "
+                         "to write it again (finished units are reused)")
+    return data
+
+
 def _figures(root: Path, max_per_folder: int = 20) -> list[Path]:
     """Images in the folder and its direct sub-folders (except samples/ and image collections)."""
     out: list[Path] = []
     for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir() and p.name != "samples")]:
-        imgs = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_EXT)
+        imgs = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
         if folder == root or len(imgs) <= max_per_folder:
             out.extend(imgs)
     return out

@@ -154,8 +154,7 @@ def load_versioned(path: Path, fmt: str, version: int, what: str, fix: str,
         raise XrayganError(f"{what} {path} cannot be read ({type(e).__name__}: {detail}); {fix}") from None
     if not isinstance(state, dict) or state.get("format") != fmt:
         raise XrayganError(f"{path} is not an xraygan {what}")
-    if not isinstance(state.get("format_version", 0), int):
-        raise XrayganError(f"{path}: damaged {what} (format_version {state.get('format_version')!r}); {fix}")
-    if int(state.get("format_version", 0)) > version:
-        raise XrayganError(f"{path}: {what} format {state['format_version']} is newer than this xraygan reads; upgrade xraygan")
+    from xraygan.utils.formats import check_format_version  # one rule for every versioned file (docs/formats.md)
+
+    check_format_version(path, state.get("format_version"), what=what, current=version, rerun=fix)
     return state

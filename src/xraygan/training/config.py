@@ -42,7 +42,7 @@ class TrainConfig:
     latent_dim: int = 128
     width: int = 64  # base number of feature maps
     ema: float = 0.999  # 0 disables the EMA generator
-    diffaug: str = "auto"  # auto: translation,cutout below 1000 training images, else none
+    diffaug: str = "auto"  # auto: translation,cutout below 1000 training images in runs of >= 10,000 steps, else none (augment.diffaug.auto_policy)
     steps: int = 20000  # total steps the run should reach
     max_time: Optional[float] = None  # seconds for this invocation
     sample_every: int = 500
@@ -55,7 +55,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # CPU threads for torch (0: PyTorch default); 1 is fastest on a busy shared machine
-    amp: bool = False
+    amp: bool = False  # old spelling of --precision bf16 on CUDA
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast); auto: bf16 where fast (CUDA, CPU with avx512_bf16/AMX) and the family gains
+    channels_last: Optional[bool] = None  # NHWC weights and activations; None: the family's measured choice (benchmarks/train_speed.py)
     force: bool = False
     max_rollbacks: int = 3  # on divergence: roll back to the last finite checkpoint with halved learning rates, this many times
     model_options: dict[str, Any] = field(default_factory=dict)
@@ -83,6 +85,8 @@ class TrainConfig:
                            ("max_rollbacks", "0 stops at the first divergence")):
             setattr(self, name, c(f"--{name.replace('_', '-')}", getattr(self, name), opt.integer(0, what=what)))
         self.seed = c("--seed", self.seed, opt.seed)
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise UsageError(f"--precision {self.precision}: choose auto, fp32 or bf16")
         self.max_time = c("--max-time", self.max_time, opt.real(0.0, lo_open=True, what="seconds"), optional=True)
         self.ckpt_minutes = c("--ckpt-minutes", self.ckpt_minutes, opt.real(0.0, what="0 = off"))
         self.size = c("--size", self.size, opt.positive_int, optional=True)
@@ -202,3 +206,48 @@ def check_size(model: str, size: int) -> int:
     pow2 = size > 0 and size & (size - 1) == 0
     why = "" if pow2 else "GANs need a power of two; "
     raise UsageError(f"--size {size}: {why}--model {model} trains at {', '.join(map(str, sizes))} px; use --size {near}")
+
+
+# --- machine-fitted defaults of `xraygan train` (issue 12) ------------------------------------------
+# On a CPU the TrainConfig defaults (64 px, width 64, batch 64, 20,000 steps) reach a few hundred steps
+# in 10 minutes and give grey templates. This configuration was chosen by per-class recall per CPU-minute
+# (benchmarks/quality_per_minute.py, docs/benchmarks.md): at equal CPU time, more steps of a narrower
+# DCGAN beat fewer steps of the wide one. The budget is wall time (--max-time), the step count a cap.
+CPU_AUTO: dict[str, Any] = {"size": 32, "width": 32, "batch": 32, "steps": 5000, "max_time": 600.0}
+CPU_AUTO_FAMILIES = frozenset({"dcgan"})  # families whose CPU configuration was measured
+_AUTO_FLAGS = {"size": "--size", "width": "--width", "batch": "--batch", "steps": "--steps", "max_time": "--max-time"}
+
+
+def auto_settings(device_type: str, prepared_size: Optional[int], cfg: "TrainConfig", given: set[str]) -> tuple[dict[str, Any], str]:
+    """The machine-fitted defaults of ``xraygan train`` for ``cfg`` and the line that announces them.
+
+    ``device_type`` is ``cpu`` or ``cuda``; ``prepared_size`` the prepared dataset's size (never
+    exceeded); ``given`` the TrainConfig field names the user set (command line, ``--config`` or
+    preset): those always win and are left out of the returned dict. On CUDA (and for families whose
+    CPU configuration was not measured) the TrainConfig defaults apply and the dict is empty.
+    """
+    chosen: dict[str, Any] = {}
+    if device_type == "cpu" and cfg.model in CPU_AUTO_FAMILIES:
+        chosen = {k: v for k, v in CPU_AUTO.items() if k not in given}
+        if "size" in chosen and prepared_size is not None and prepared_size < chosen["size"]:
+            chosen.pop("size")  # never above the prepared size: train at the prepared size
+    v = {k: chosen.get(k, getattr(cfg, k)) for k in CPU_AUTO}
+    size = v["size"] or prepared_size or "the prepared size"
+    budget = f"up to {v['steps']} steps" + (f" or {v['max_time']:g} s" if v["max_time"] else "")
+    what = f"{size} px, width {v['width']}, batch {v['batch']}, {budget}"
+    kept = sorted(_AUTO_FLAGS[k] for k in given if k in _AUTO_FLAGS)
+    yours = f"; yours: {', '.join(kept)}" if kept else ""
+    override = "override with --size/--width/--batch/--steps/--max-time"
+    if chosen or (device_type == "cpu" and cfg.model in CPU_AUTO_FAMILIES):
+        return chosen, (f"CPU detected: {what} (chosen to give diverse images of every class in about 10 minutes on "
+                        f"2 cores{yours}); {override}")
+    kind = "CPU" if device_type == "cpu" else "CUDA"
+    return chosen, f"{kind} detected: --model {cfg.model} at its defaults: {what}{yours}; {override}"
+
+
+def default_conditional(model: str, n_classes: int, given: Optional[bool], label: Optional[str]) -> bool:
+    """Whether ``xraygan train`` trains one conditional model: as given (``--conditional`` /
+    ``--unconditional``), else when the data has several classes, no ``--label`` and the family can."""
+    if given is not None:
+        return bool(given)
+    return label is None and n_classes > 1 and model not in UNCONDITIONAL_FAMILIES

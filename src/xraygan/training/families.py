@@ -41,12 +41,15 @@ The contract, as the trainer uses it::
   leaves them None (not given); the values used are written back into the config.
 - ``extra_state()`` must return only tensors, numbers, strings, lists and dicts (checkpoints load
   with ``weights_only=True``).
-- Mixed precision: ``self.autocast()`` is a context manager that is a no-op unless ``--amp`` on CUDA
-  (bfloat16 autocast, so no gradient scaler is needed).
+- Speed switches (every family): ``self.autocast()`` is bfloat16 autocast (no gradient scaler
+  needed) when ``--precision`` resolves to bf16 (``auto``: on CUDA, and on a CPU with fast bf16 for
+  a family measured to gain, which sets ``bf16_on_cpu = True``; see
+  :func:`~xraygan.training.family_common.apply_speed`), else a no-op: wrap the forward passes of
+  ``train_step`` in it. ``--channels-last`` (unset: the family's ``channels_last_default``) stores
+  G and D channels-last. ``self.speed`` holds what was resolved. Measure with ``benchmarks/train_speed.py``.
 """
 from __future__ import annotations
 
-import contextlib
 import importlib
 from dataclasses import asdict, dataclass
 from typing import Any, ContextManager
@@ -57,7 +60,7 @@ from torch import nn
 from xraygan.augment.diffaug import diff_augment, parse_policy
 from xraygan.errors import UsageError, XrayganError
 from xraygan.training.config import TrainConfig
-from xraygan.training.family_common import ExtraGLosses, ExtraLossOptions, user_or_paper
+from xraygan.training.family_common import ExtraGLosses, ExtraLossOptions, apply_speed, autocast_for, user_or_paper
 from xraygan.training.family_options import FAMILIES, option, parse_options
 from xraygan.training.losses import d_loss, g_loss
 
@@ -104,6 +107,7 @@ class GANFamily:
         self.G, self.D = self.build()
         self.G.to(self.device)
         self.D.to(self.device)
+        self.speed = apply_speed(self)  # --precision / --channels-last resolved for this machine (family_common)
         self.opt_g, self.opt_d = self.make_optimizers()
 
     # --- to implement -------------------------------------------------------------------
@@ -169,9 +173,7 @@ class GANFamily:
         return diff_augment(x, self.policy, gen) if self.policy else x
 
     def autocast(self) -> ContextManager:
-        if self.cfg.amp and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast_for(self.speed["precision"], self.device)
 
 
 @dataclass

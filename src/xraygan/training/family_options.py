@@ -29,6 +29,8 @@ FAMILIES: dict[str, str] = {
     "dcgan-tutorial": "xraygan.training.families:TutorialDCGANFamily",
     "stylegan2": "xraygan.training.family_stylegan2:StyleGAN2Family",
     "pggan": "xraygan.training.family_pggan:PGGANFamily",
+    "fastgan": "xraygan.training.family_fastgan:FastGANFamily",
+    "projected": "xraygan.training.family_projected:ProjectedFamily",
 }
 # families that cannot learn several classes in one model (their class says supports_conditional = False)
 UNCONDITIONAL_FAMILIES = frozenset({"dcgan-tutorial"})

@@ -12,7 +12,7 @@ latents and augmentation) whose states, with the global RNG states, go into each
 Multi-process data parallelism: started under ``torchrun`` (``WORLD_SIZE`` > 1) the loop averages
 gradients across processes and only rank 0 writes (see :mod:`.distributed`).
 
-Divergence: a non-finite loss, |loss| > ``LOSS_LIMIT`` for ``LOSS_LIMIT_STEPS`` steps in a row, or a
+Divergence (:mod:`.rollback`): a non-finite loss, |loss| > ``LOSS_LIMIT`` for ``LOSS_LIMIT_STEPS`` steps in a row, or a
 non-finite weight, EMA weight or optimizer state (checked before every sample grid, checkpoint and
 evaluation) rolls every process back to the last finite state (its last checkpoint, kept in memory,
 or the start of this invocation) with the learning rates halved, logged and recorded in
@@ -39,7 +39,6 @@ passes them in, so training sits below generation, metrics and report (see ``doc
 from __future__ import annotations
 
 import logging
-import math
 import signal
 import threading
 import time
@@ -50,14 +49,17 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from xraygan.augment.diffaug import DEFAULT_POLICY
+from xraygan.augment.diffaug import auto_policy
 from xraygan.data.dataset import PreparedDataset, resize_images
 from xraygan.errors import TrainingDiverged, XrayganError
-from xraygan.training.checkpoint import capture_rng, first_nonfinite, load_checkpoint, restore_rng, save_checkpoint
+from xraygan.training.checkpoint import capture_rng, first_nonfinite, load_checkpoint, save_checkpoint
 from xraygan.training.config import TrainConfig, options_from_run_config
-from xraygan.training.distributed import DistInfo, init_distributed, max_all, share_module, shutdown
+from xraygan.training.distributed import DistInfo, init_distributed, max_all, share_module, shutdown, sync_batchnorm
 from xraygan.training.ema import ema_decay, make_ema, refresh_batchnorm, update_ema
 from xraygan.training.families import GANFamily, get_family
+from xraygan.training.family_common import speed_line
+from xraygan.training.rollback import (LOSS_LIMIT, LOSS_LIMIT_STEPS, ROLLBACK_LR_FACTOR, _loss_divergence, _remember_good,  # noqa: F401
+                                       _restore, _rollback, _weights_divergence)
 from xraygan.training.rundir import (RunDir, plot_losses, prune_checkpoints, run_lock, save_step_checkpoint, truncate_metrics,
                                      write_run_config)
 from xraygan.training.sampler import Sampler, save_grid
@@ -67,10 +69,6 @@ from xraygan.utils.runtime import resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
-DIFFAUG_AUTO_BELOW = 1000  # DiffAugment is on by default below this many training images
-LOSS_LIMIT = 1e6  # |loss| above this ...
-LOSS_LIMIT_STEPS = 50  # ... for this many steps in a row counts as divergence (as does a NaN/inf loss or weight)
-ROLLBACK_LR_FACTOR = 0.5  # learning rates are multiplied by this at each rollback
 GRID_COLUMNS = 8
 Callback = Callable[["LoopContext"], Optional[dict]]
 EvalHookFactory = Callable[[TrainConfig, Path], Callback]  # (config, run folder) -> the --eval-every callback
@@ -212,22 +210,6 @@ def resume_config(run: str | Path, **overrides: Any) -> TrainConfig:
     return cfg
 
 
-def _restore(ctx: LoopContext, ckpt: dict[str, Any]) -> None:
-    fam = ctx.family
-    if ckpt["model"] != ctx.cfg.model:
-        raise XrayganError(f"checkpoint is for --model {ckpt['model']}, the run config says {ctx.cfg.model}")
-    for k, m in fam.modules().items():
-        m.load_state_dict(ckpt["modules"][k])
-    for k, o in fam.optimizers().items():
-        o.load_state_dict(ckpt["optimizers"][k])
-    if ctx.ema is not None and ckpt.get("ema") is not None:
-        ctx.ema.load_state_dict(ckpt["ema"])
-    fam.load_extra_state(ckpt.get("family_state") or {})
-    restore_rng(ckpt["rng"], ctx.gens)
-    ctx.step, ctx.images_seen, ctx.elapsed = int(ckpt["step"]), int(ckpt["images_seen"]), float(ckpt["elapsed"])
-    ctx.ema_fresh_at = None
-
-
 def _check_tensorboard(cfg: TrainConfig, run: RunDir) -> None:
     if cfg.tensorboard:
         try:
@@ -248,7 +230,7 @@ def _setup(cfg: TrainConfig, resume: bool) -> LoopContext:
     data = load_train_data(cfg, device)
     cfg.size = data.size
     if cfg.diffaug == "auto":
-        cfg.diffaug = ",".join(DEFAULT_POLICY) if len(data.pixels) < DIFFAUG_AUTO_BELOW else "none"
+        cfg.diffaug = auto_policy(len(data.pixels), cfg.steps)
     family = get_family(cfg.model)(cfg, data.n_classes, device)
     family.prepare_training()
     data.balanced = bool(getattr(family, "balanced_batches", False))
@@ -274,8 +256,9 @@ def _setup(cfg: TrainConfig, resume: bool) -> LoopContext:
             truncate_metrics(run, ctx.step)
             info = run.read_config()
             write_run_config(run, cfg.to_dict(), {k: v for k, v in info.items() if k not in ("format", "format_version", "xraygan_version", "options")})
-    if dist.enabled:
+    if dist.enabled:  # after make_ema: the EMA copy keeps plain BatchNorm (rank 0 alone runs it)
         for m in family.modules().values():
+            sync_batchnorm(m)
             share_module(m, dist.world)
     return ctx
 
@@ -390,78 +373,6 @@ def _finish(ctx: LoopContext) -> None:
         write_sample_grid(ctx, ctx.run.step_sample(ctx.step))
 
 
-def _loss_divergence(losses: dict[str, Any], streak: int) -> tuple[Optional[str], int]:
-    """(why the losses say training diverged or None, updated count of steps in a row with |loss| > LOSS_LIMIT)."""
-    numbers = {k: float(v) for k, v in losses.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    bad = next((k for k, v in numbers.items() if not math.isfinite(v)), None)
-    if bad is not None:
-        return f"{bad} = {numbers[bad]}", streak
-    big = [k for k, v in numbers.items() if k.startswith("loss") and abs(v) > LOSS_LIMIT]
-    streak = streak + 1 if big else 0
-    if streak >= LOSS_LIMIT_STEPS:
-        return f"|{big[0]}| > {LOSS_LIMIT:g} for {streak} steps in a row, now {numbers[big[0]]:.3g}", streak
-    return None, streak
-
-
-def _weights_divergence(ctx: LoopContext) -> Optional[str]:
-    """Why this process's weights, EMA weights (statistics refreshed on rank 0) or optimizer states say
-    training diverged, or None when all are finite."""
-    if ctx.dist.is_main:
-        ctx.refresh_ema()
-    bad = ctx.training_state_nonfinite()
-    return f"{bad} holds NaN or inf" if bad else None
-
-
-def _cpu_copy(obj: Any) -> Any:
-    """A deep copy of a checkpoint dict with every tensor copied to the CPU (nothing shared)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: _cpu_copy(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_cpu_copy(v) for v in obj)
-    return obj
-
-
-def _remember_good(ctx: LoopContext) -> None:
-    """Keep (in memory, on every process) the state just checked finite, to roll back to."""
-    ctx.good = (_cpu_copy(ctx.state()), ctx.lr_scale)
-
-
-def _learning_rates(ctx: LoopContext) -> dict[str, float]:
-    return {f"lr_{k.lower()}": float(o.param_groups[0]["lr"]) for k, o in ctx.family.optimizers().items()}
-
-
-def _rollback(ctx: LoopContext, reason: str, at_step: int) -> None:
-    """Restore the last finite state with the learning rates lowered, or raise :class:`TrainingDiverged`
-    (after writing that state as latest.pt if the run has no checkpoint yet) when no rollback is left."""
-    cfg, fam, main = ctx.cfg, ctx.family, ctx.dist.is_main
-    state, scale = ctx.good  # the learning rates in ``state`` are the run's times ``scale``
-    good_step, current = int(state["step"]), ctx.lr_scale
-    _restore(ctx, _cpu_copy(state))  # a copy: optimizers keep the tensors they are given
-    ctx.lr_scale = scale
-    if ctx.rollbacks >= cfg.max_rollbacks:
-        if main and not ctx.run.latest.is_file():
-            ctx.save_checkpoint(ctx.run.latest)  # the run keeps a finite checkpoint to inspect or resume
-        msg = f"training diverged at step {at_step} ({reason})"
-        if ctx.rollbacks:
-            msg += f" again after {ctx.rollbacks} rollback(s) with learning rates lowered to x{current:g}"
-        msg += (f"; {ctx.run.latest} keeps the last finite state (step {good_step}). Lower --lr-g/--lr-d, try --loss hinge, "
-                f"or allow more rollbacks than --max-rollbacks {cfg.max_rollbacks}")
-        raise TrainingDiverged(msg)
-    ctx.rollbacks += 1
-    ctx.lr_scale = current * ROLLBACK_LR_FACTOR
-    for o in fam.optimizers().values():
-        for group in o.param_groups:
-            group["lr"] = group["lr"] * ctx.lr_scale / scale
-    lrs = _learning_rates(ctx)
-    log.warning("training diverged at step %d (%s): rolled back to step %d with learning rates x%g (%s); rollback %d of at most %d",
-                at_step, reason, good_step, ctx.lr_scale, ", ".join(f"{k} {v:.3g}" for k, v in lrs.items()), ctx.rollbacks, cfg.max_rollbacks)
-    if main:
-        truncate_metrics(ctx.run, good_step)  # the records of the abandoned steps go
-        ctx.tracker.log(good_step, {"rollback": ctx.rollbacks, "diverged_at": at_step, "reason": reason, "lr_scale": ctx.lr_scale, **lrs})
-
-
 def train(config: TrainConfig | dict, resume: bool = False, callbacks: list[Callback] | None = None,
           eval_hook: EvalHookFactory | None = None, on_finish: Callable[[Path], Any] | None = None) -> Path:
     """Train a GAN as ``config`` says and return the run folder (see the module docstring).
@@ -483,6 +394,11 @@ def train(config: TrainConfig | dict, resume: bool = False, callbacks: list[Call
         return _train_locked(cfg, resume, callbacks, eval_hook, on_finish)
 
 
+def _fused(fam: GANFamily) -> bool:
+    """Whether the family's optimizers run PyTorch's fused implementation."""
+    return all(bool(o.defaults.get("fused")) for o in fam.optimizers().values())
+
+
 def _train_locked(config: TrainConfig | dict, resume: bool = False, callbacks: list[Callback] | None = None,
                   eval_hook: EvalHookFactory | None = None, on_finish: Callable[[Path], Any] | None = None) -> Path:
     """The body of :func:`train`, run while holding the run folder's lock."""
@@ -497,6 +413,8 @@ def _train_locked(config: TrainConfig | dict, resume: bool = False, callbacks: l
         return ctx.run.root
     log.info("training %s on %d images (%s), %d px, %s, from step %d to %d", cfg.model, len(data.pixels),
              ", ".join(data.classes) if data.n_classes else (cfg.label or "all classes"), data.size, fam.device, ctx.step, cfg.steps)
+    if ctx.dist.is_main:
+        log.info("%s", speed_line(cfg.model, fam.speed["precision"], fam.speed["channels_last"], _fused(fam), fam.device))
     start, elapsed0, meter = time.monotonic(), ctx.elapsed, _Meter()
     t_ckpt = start
     main = ctx.dist.is_main

@@ -74,6 +74,10 @@ class RunDir:
             raise XrayganError(f"{self.config}: cannot be read ({e.strerror or e})") from None
         if not isinstance(info, dict) or info.get("format") != RUN_FORMAT:
             raise XrayganError(f"{self.config}: not an xraygan run config")
+        from xraygan.utils.formats import check_format_version  # format 1 is read (migrated by options_from_run_config)
+
+        check_format_version(self.config, info.get("format_version"), what="run config", current=RUN_FORMAT_VERSION,
+                             rerun="train a new run with this xraygan (`xraygan train`); this one cannot be resumed or sampled")
         if not isinstance(info.get("options"), dict):
             raise XrayganError(f"{self.config}: damaged run config (no 'options' mapping); it cannot be resumed or sampled")
         return info
