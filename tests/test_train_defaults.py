@@ -23,6 +23,7 @@ def test_cpu_chooser_fills_only_what_the_user_left_unset() -> None:
     chosen, line = auto_settings("cpu", 224, TrainConfig(width=64, steps=300), given={"width", "steps"})
     assert "width" not in chosen and "steps" not in chosen and chosen["batch"] == CPU_AUTO["batch"]
     assert "width 64" in line and "up to 300 steps" in line and "yours: --steps, --width" in line
+    assert "max_time" not in chosen and " s (" not in line  # the user's --steps is not cut at 600 s
     # never above the prepared size: 16-px data trains at 16 px
     chosen, line = auto_settings("cpu", 16, TrainConfig(), given=set())
     assert "size" not in chosen and line.startswith("CPU detected: 16 px")
@@ -59,11 +60,11 @@ def test_train_is_conditional_by_default_and_prints_its_choice(tiny_prepared: Pa
     assert main(["train", str(tiny_prepared), "--out", str(run), "--steps", "2", *TINY]) == 0
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.startswith("CPU detected:"))
-    assert "16 px, width 8, batch 8, up to 2 steps or 600 s" in line and "conditional" in line
+    assert "16 px, width 8, batch 8, up to 2 steps (" in line and "conditional" in line  # --steps given: no time cut
     ck = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
     assert ck["n_classes"] == 2 and ck["step"] == 2
     opts = _run_options(run)
-    assert opts["conditional"] is True and opts["max_time"] == CPU_AUTO["max_time"] and opts["width"] == 8
+    assert opts["conditional"] is True and opts["max_time"] is None and opts["width"] == 8
     assert opts["diffaug"] == "none"  # 48 images, but a 2-step run
 
 

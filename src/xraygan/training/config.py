@@ -231,6 +231,8 @@ def auto_settings(device_type: str, prepared_size: Optional[int], cfg: "TrainCon
         chosen = {k: v for k, v in CPU_AUTO.items() if k not in given}
         if "size" in chosen and prepared_size is not None and prepared_size < chosen["size"]:
             chosen.pop("size")  # never above the prepared size: train at the prepared size
+        if "steps" in given:
+            chosen.pop("max_time", None)  # a step count the user asked for is not cut by a time budget
     v = {k: chosen.get(k, getattr(cfg, k)) for k in CPU_AUTO}
     size = v["size"] or prepared_size or "the prepared size"
     budget = f"up to {v['steps']} steps" + (f" or {v['max_time']:g} s" if v["max_time"] else "")
