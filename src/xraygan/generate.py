@@ -129,7 +129,7 @@ def _sample_and_write(sampler: Sampler, labels: list[int], seed: int, truncation
 
     n, names, rows = len(labels), sampler.label_names, []
     ext = "dcm" if dicom is not None else "png"
-    writer = _Writer()
+    writer = _Writer(threaded=_spare_core())
     try:
         with bar(total=n, desc="generate", unit="img") as pb:
             for lo in range(0, n, batch):
@@ -153,17 +153,31 @@ def _sample_and_write(sampler: Sampler, labels: list[int], seed: int, truncation
 _AHEAD = 2  # batches the writer may lag behind the sampler (bounded memory)
 
 
-class _Writer:
-    """One daemon thread running :func:`_write_batch` on queued batches, in order."""
+def _spare_core() -> bool:
+    """Whether a writer thread has a core of its own. When torch's threads already take every core
+    (2 threads on 2 cores), a writer thread preempts one of them and the whole forward pass waits at
+    its next barrier: measured on 2 cores, writing inline was faster (benchmarks/generate_speed.py)."""
+    import os
 
-    def __init__(self) -> None:
+    import torch
+
+    return (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1) > torch.get_num_threads()
+
+
+class _Writer:
+    """One daemon thread running :func:`_write_batch` on queued batches, in order; or, without a
+    spare core (``threaded=False``), the same work done inline in :meth:`put`."""
+
+    def __init__(self, threaded: bool = True) -> None:
         import queue
 
         self.queue: queue.Queue = queue.Queue(maxsize=_AHEAD)
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="xraygan-write", daemon=True)
-        self.thread.start()
+        self.threaded = threaded
+        if threaded:
+            self.thread.start()
 
     def _run(self) -> None:
         while (job := self.queue.get()) is not None:
@@ -182,6 +196,10 @@ class _Writer:
     def put(self, job: tuple | None) -> None:
         import queue
 
+        if not self.threaded:
+            if job is not None and not self.stop.is_set():
+                _write_batch(*job, self.stop)
+            return
         while True:
             self._check()
             try:
@@ -191,6 +209,8 @@ class _Writer:
 
     def finish(self) -> None:
         self.put(None)
+        if not self.threaded:
+            return
         while self.thread.is_alive():
             self.thread.join(0.1)
         self._check()
@@ -198,6 +218,8 @@ class _Writer:
     def abort(self) -> None:
         """Stop after the current image; wait for it a little (an encode takes milliseconds), never hang."""
         self.stop.set()
+        if not self.threaded:
+            return
         try:
             self.queue.put_nowait(None)
         except Exception:  # noqa: BLE001 -- a full queue: the stop flag ends the thread's work anyway
