@@ -16,7 +16,7 @@ from xraygan.metrics.evaluate import Images, evaluate, evaluate_sets, head_mappi
 from xraygan.metrics.features import cache_key, cached_features, get_extractor, shipped_encoder_path, to_tensor
 from xraygan.metrics.frechet import frechet_distance_features
 
-SAMPLE = Path(__file__).resolve().parents[1] / "src" / "xraygan" / "sample_data" / "chest-xray-sample"
+SAMPLE = Path(__file__).resolve().parents[2] / "src" / "xraygan" / "sample_data" / "chest-xray-sample"
 FAST = {"kid_subsets": 5, "ssim_pairs": 50, "cache": False, "device": "cpu"}
 
 

@@ -9,7 +9,7 @@ The default run uses a few examples per loader (a smoke test, ~30 s in all). The
 run the same properties with at least 10,000 examples per byte-level loader (images, CSV, npz,
 DICOM, YAML config) and 1,000 for folder layouts, checkpoints and run folders::
 
-    python -m pytest -m slow tests/test_fuzz_loaders.py -p no:cacheprovider
+    python -m pytest -m slow tests/data/test_fuzz_loaders.py -p no:cacheprovider
 
 ``XRAYGAN_FUZZ_SCALE`` multiplies the slow counts (e.g. 0.1 for a quicker pass), and
 ``XRAYGAN_FUZZ_REPORT=FILE`` appends one JSON line per test with its counts (examples run,

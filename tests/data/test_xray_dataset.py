@@ -14,7 +14,7 @@ import xraygan
 from xraygan.data.dataset import PreparedDataset
 from xraygan.errors import XrayganError
 
-README = Path(__file__).resolve().parents[1] / "docs" / "python-api.md"  # where the example lives
+README = Path(__file__).resolve().parents[2] / "docs" / "python-api.md"  # where the example lives
 
 
 def test_items_are_scaled_images_with_class_indices(tiny_prepared):

@@ -21,7 +21,7 @@ from xraygan.cli import main
 from xraygan.utils import fs
 
 TINY = ["--batch", "8", "--width", "8", "--latent-dim", "16", "--device", "cpu", "--threads", "1", "-q"]
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _class_folder(root: Path, n: int = 6) -> Path:

@@ -16,7 +16,7 @@ from xraygan.generate import load_generator, to_uint8
 from xraygan.pretrained import PRETRAINED_DIR, available, export_pretrained, load_pretrained
 
 SHIPPED = "pediatric-cxr-64"
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_pretrained.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make_pretrained.py"
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """Hostile and damaged input (issue 15): one clear line naming the file, never a traceback, and no
-partial output. Each test pins one bug found by hand or by tests/test_fuzz_loaders.py."""
+partial output. Each test pins one bug found by hand or by tests/data/test_fuzz_loaders.py."""
 from __future__ import annotations
 
 import io

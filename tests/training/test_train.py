@@ -126,7 +126,7 @@ def test_a_non_finite_loss_rolls_back_then_stops_with_a_finite_checkpoint_and_a_
     run = tmp_path / "run"
     assert _train(tiny_prepared, run, "--steps", "10", "--ckpt-every", "100", "--max-rollbacks", "1") == 1
     err = capsys.readouterr().err
-    assert "rolled back to step 0" in err and "training diverged at step 3" in err  # see tests/test_divergence.py
+    assert "rolled back to step 0" in err and "training diverged at step 3" in err  # see tests/training/test_divergence.py
     assert _ckpt(run)["step"] == 0  # the last finite state, never the diverged one
 
 

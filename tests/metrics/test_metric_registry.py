@@ -9,7 +9,7 @@ import pytest
 
 from xraygan.metrics.registry import METRICS, Metric, better, metric_of
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "xraygan"
+SRC = Path(__file__).resolve().parents[2] / "src" / "xraygan"
 
 
 def test_every_entry_is_complete():

@@ -159,7 +159,7 @@ def test_oracle_needs_a_real_fraction_below_one(tiny_prepared, tmp_path):
 def test_every_arm_and_option_end_to_end(tiny_prepared, tmp_path):
     from tests.helpers import make_prepared
 
-    from tests.test_experiment_guards_metrics import _rename_patients
+    from tests.experiments.test_experiment_guards_metrics import _rename_patients
 
     ext = _rename_patients(make_prepared(tmp_path / "ext", size=16, n_per_class=8, seed=5), "ext-")  # no shared patients
     out = tmp_path / "exp"
@@ -329,7 +329,7 @@ def test_verdict_text_explains_p_values_that_seem_to_disagree():
 
 
 def _documented_keys() -> list[str]:
-    text = (Path(__file__).resolve().parents[1] / "docs" / "experiment.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "experiment.md").read_text()
     block = text.split("**results.json keys**", 1)[1].split("\n\n", 1)[0]
     import re
 
