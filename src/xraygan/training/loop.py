@@ -402,7 +402,7 @@ def _fused(fam: GANFamily) -> bool:
 def _train_locked(config: TrainConfig | dict, resume: bool = False, callbacks: list[Callback] | None = None,
                   eval_hook: EvalHookFactory | None = None, on_finish: Callable[[Path], Any] | None = None) -> Path:
     """The body of :func:`train`, run while holding the run folder's lock."""
-    from tqdm import tqdm
+    from xraygan.utils.progress import bar as progress_bar
 
     cfg = TrainConfig.from_dict(config) if isinstance(config, dict) else config
     ctx = _setup(cfg, resume)
@@ -418,7 +418,7 @@ def _train_locked(config: TrainConfig | dict, resume: bool = False, callbacks: l
     start, elapsed0, meter = time.monotonic(), ctx.elapsed, _Meter()
     t_ckpt = start
     main = ctx.dist.is_main
-    bar = tqdm(total=cfg.steps, initial=ctx.step, unit="step", dynamic_ncols=True, disable=None if main else True, leave=False)
+    bar = progress_bar(total=cfg.steps, initial=ctx.step, unit="step", disable=not main)  # off when quiet, piped or not rank 0
     ctx.tracker = Tracker(ctx.run.root, tensorboard=cfg.tensorboard and main)
     with _StopFlag() as stop, ctx.tracker:
         _remember_good(ctx)  # the state to roll back to until the first checkpoint of this invocation
