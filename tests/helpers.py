@@ -66,3 +66,14 @@ def make_prepared(
     }
     (root / "dataset.json").write_text(json.dumps(info, indent=2))
     return root
+
+
+def tiny_experiment(prep: Path, out: Path, **kw):
+    """The ExperimentConfig of a tiny experiment: a 16-px classifier of 6 steps, 2 folds x 1 seed, the
+    noise source, the `real` arm only, 30 bootstrap draws; ``kw`` replaces any field."""
+    from xraygan.experiments.classifier import ClassifierConfig
+    from xraygan.experiments.runner import ExperimentConfig
+
+    base = dict(prepared=str(prep), out=str(out), gan_config="noise", arms=("real",), ratios=(1.0,), folds=2, seeds=1,
+                classifier=ClassifierConfig(input_size=16, steps=6, batch=8), n_boot=30)
+    return ExperimentConfig(**{**base, **kw})

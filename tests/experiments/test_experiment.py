@@ -2,6 +2,7 @@
 verdict wiring, documented results.json keys, CLI."""
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -13,20 +14,15 @@ from xraygan.data.dataset import PreparedDataset
 from xraygan.errors import XrayganError
 from xraygan.experiments import folds as F
 from xraygan.experiments.classifier import ClassifierConfig, classic_augment, predict_scores, train_classifier
-from xraygan.experiments.runner import ExperimentConfig, run_experiment, synthetic_counts
+from xraygan.experiments.runner import run_experiment, synthetic_counts
 from xraygan.experiments import stats
 from xraygan.experiments.stats import VERDICT_WORDS, auc_score
 from xraygan.experiments.synthetic import NoiseSource, OracleSource, gan_training_patients
 from xraygan.models.classifiers import build_classifier
+from tests.helpers import tiny_experiment
 
-TINY = ClassifierConfig(input_size=16, steps=6, batch=8)
 
-
-def _cfg(prep: Path, out: Path, **kw) -> ExperimentConfig:
-    base = dict(prepared=str(prep), out=str(out), gan_config="noise", arms=("real",), ratios=(1.0,), folds=2, seeds=2,
-                classifier=TINY, n_boot=50)
-    base.update(kw)
-    return ExperimentConfig(**base)
+_cfg = functools.partial(tiny_experiment, seeds=2, n_boot=50)
 
 
 # --- folds and leakage -------------------------------------------------------------------------

@@ -9,17 +9,12 @@ from xraygan.data.dataset import PreparedDataset
 from xraygan.errors import XrayganError
 from xraygan.experiments import folds as F
 from xraygan.experiments import stats
-from xraygan.experiments.classifier import ClassifierConfig
+
 from xraygan.experiments.runner import ExperimentConfig, arm_labels, run_experiment
+from tests.helpers import tiny_experiment
 
-TINY = ClassifierConfig(input_size=16, steps=6, batch=8)
 
-
-def _cfg(prep, out, **kw) -> ExperimentConfig:
-    base = dict(prepared=str(prep), out=str(out), gan_config="noise", arms=("real",), ratios=(1.0,), folds=2, seeds=1,
-                classifier=TINY, n_boot=30)
-    base.update(kw)
-    return ExperimentConfig(**base)
+_cfg = tiny_experiment
 
 
 def test_controls_are_arms_and_an_undetected_oracle_gates_every_synthetic_verdict(tiny_prepared, tmp_path):

@@ -14,17 +14,12 @@ from xraygan.data.dataset import PreparedDataset
 from xraygan.errors import XrayganError
 from xraygan.experiments import folds as F
 from xraygan.experiments import stats
-from xraygan.experiments.classifier import ClassifierConfig
-from xraygan.experiments.runner import ExperimentConfig, inner_split, refuse_training_overlap, run_experiment
 
-TINY = ClassifierConfig(input_size=16, steps=6, batch=8)
+from xraygan.experiments.runner import inner_split, refuse_training_overlap, run_experiment
+from tests.helpers import tiny_experiment
 
 
-def _cfg(prep: Path, out: Path, **kw) -> ExperimentConfig:
-    base = dict(prepared=str(prep), out=str(out), gan_config="noise", arms=("real",), ratios=(1.0,), folds=2, seeds=1,
-                classifier=TINY, n_boot=30)
-    base.update(kw)
-    return ExperimentConfig(**base)
+_cfg = tiny_experiment
 
 
 def _rename_patients(root: Path, prefix: str) -> Path:

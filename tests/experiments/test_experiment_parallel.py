@@ -2,6 +2,7 @@
 (``--ray``) write identical unit files, resume each other's folders, and a missing Ray is one line."""
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -9,18 +10,14 @@ from pathlib import Path
 import pytest
 
 from xraygan.errors import XrayganError
-from xraygan.experiments.classifier import ClassifierConfig
-from xraygan.experiments.runner import ExperimentConfig, run_experiment
 
-TINY = ClassifierConfig(input_size=16, steps=6, batch=8)
+from xraygan.experiments.runner import ExperimentConfig, run_experiment
+from tests.helpers import tiny_experiment
+
 ARMS = ("real", "real+classic", "real+synthetic")
 
 
-def _cfg(prep: Path, out: Path, **kw) -> ExperimentConfig:
-    base = dict(prepared=str(prep), out=str(out), gan_config="oracle", arms=ARMS, ratios=(1.0,), folds=2, seeds=1,
-                real_fraction=0.5, classifier=TINY, n_boot=20)
-    base.update(kw)
-    return ExperimentConfig(**base)
+_cfg = functools.partial(tiny_experiment, gan_config="oracle", arms=ARMS, real_fraction=0.5, n_boot=20)
 
 
 def _units(out: Path) -> dict[str, dict]:
