@@ -36,6 +36,15 @@ experiment the old and new t-tests and the old (images independent) and new (pat
 DeLong tests on the fold test sets (seed-averaged scores) are applied; the rejection rate at 0.05 is
 the type-I error, with its Monte Carlo SE sqrt(p(1-p)/N).
 
+The same end-to-end nulls with the experiment's small CNN (``--cnn N``, at most about 50: a sanity
+check) train on 16-px images for 100 steps, one seed per arm and fold. ``--nulls`` picks the kind of
+null: ``seed`` (both arms on the same images, other seeds) and ``subsample`` (each arm on its own
+random 80% of the fold's training patients: the arms' training data differ, as real and
+real+synthetic do, yet the arms are exchangeable).
+
+    OMP_NUM_THREADS=1 python benchmarks/calibration.py --only e2e --e2e 500 [--nulls seed,subsample]
+    OMP_NUM_THREADS=1 python benchmarks/calibration.py --only cnn --cnn 50 --nulls seed --fractions 1
+
 Power: arm/scorer b gets ``delta * c_i`` added, delta set by the binormal formula so that the
 population AUC rises by 0.02; the table shows the mean delta-AUC actually realised.
 """
@@ -230,41 +239,94 @@ def _sgd_scores(ftr, ytr, fte, seed):
     return clf.decision_function(fte)
 
 
-def run_e2e(n_sims: int, seed: int, data: str, cache: str, frac: float, k: int = 3, seeds: int = 2):
-    """Type-I error of the old and new tests over ``n_sims`` end-to-end null experiments."""
+def cnn_images(data: str, cache: str, size: int = 32):
+    """(images (n,1,size,size) float in [-1, 1], labels, patients) of ``data``/labels.csv, cached."""
+    import csv
+
+    path = os.path.join(cache, f"xraygan_calibration_cnn{size}.npz")
+    if not os.path.isfile(path):
+        from PIL import Image
+
+        with open(os.path.join(data, "labels.csv"), newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        imgs = np.stack([np.asarray(Image.open(os.path.join(data, r["path"])).convert("L").resize((size, size), Image.BILINEAR))
+                         for r in rows])
+        os.makedirs(cache, exist_ok=True)
+        np.savez(path, x=imgs, y=np.array([int(r["label"] != "NORMAL") for r in rows]), p=np.array([r["patient_id"] for r in rows]))
+    z = np.load(path, allow_pickle=False)
+    return z["x"].astype(np.float32)[:, None] / 127.5 - 1, z["y"], z["p"]
+
+
+def _cnn_scores(xtr, ytr, xte, seed, steps=100):
+    """The experiment's small CNN (``xraygan.experiments.classifier``), ``steps`` Adam steps at batch 32."""
+    import torch
+
+    from xraygan.experiments.classifier import ClassifierConfig, predict_scores, train_classifier
+
+    cfg = ClassifierConfig(classifier="small", input_size=xtr.shape[-1], steps=steps, batch=32)
+    model = train_classifier(torch.from_numpy(xtr), torch.from_numpy(ytr).long(), cfg, seed=seed)
+    return predict_scores(model, torch.from_numpy(xte))
+
+
+def run_e2e(n_sims: int, seed: int, data: str, cache: str, frac: float, k: int = 3, seeds: int = 2,
+            null: str = "seed", model: str = "lr"):
+    """Type-I error of the old and new tests over ``n_sims`` end-to-end null experiments.
+
+    ``null``: ``seed`` -- both arms train on the same images, only the seeds differ; ``subsample`` --
+    each arm (and seed) trains on its own random 80% of the fold's kept training patients, so the arms'
+    training data differ as real and real+synthetic do, yet the arms are exchangeable (no true
+    difference). ``model``: ``lr`` (SGD logistic regression on cached encoder features) or ``cnn``
+    (the experiment's small CNN on 16-px images, 100 steps, one seed per arm and fold).
+    """
     from sklearn.model_selection import StratifiedGroupKFold
 
-    f, y, p = encoder_features(data, cache)
-    f = (f - f.mean(0)) / (f.std(0) + 1e-8)
+    if model == "cnn":  # a sanity check of the cheap nulls: 16 px, 100 steps, one seed per arm and fold
+        f, y, p = cnn_images(data, cache, size=16)
+        fit, seeds = _cnn_scores, 1
+    else:
+        f, y, p = encoder_features(data, cache)
+        f = (f - f.mean(0)) / (f.std(0) + 1e-8)
+        fit = _sgd_scores
     _, pid = np.unique(p, return_inverse=True)
     c = np.zeros(pid.max() + 1, np.int64)
     np.maximum.at(c, pid, y)
     rej = {"old t-test": 0, "new t-test": 0, "old DeLong": 0, "new DeLong": 0}
     t0 = time.process_time()
+
+    def arm_scores(rng, tr, te):
+        out = []
+        for _ in range(seeds):
+            rows = tr
+            if null == "subsample":
+                pats = np.unique(pid[tr])
+                rows = tr[np.isin(pid[tr], rng.choice(pats, size=max(2, int(round(0.8 * len(pats)))), replace=False))]
+            out.append(fit(f[rows], y[rows], f[te], int(rng.integers(2**31))))
+        return out
+
     for sim in range(n_sims):
         rng = np.random.default_rng([seed, sim])
         sgkf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=int(rng.integers(2**31)))
         d = np.zeros((1, k, seeds))
         strata_old, strata_new = [], []
         n_tr, n_te = [], []
-        for j, (tr, te) in enumerate(sgkf.split(f, y, groups=pid)):
+        for j, (tr, te) in enumerate(sgkf.split(f[:, :1].reshape(len(f), -1), y, groups=pid)):
             pats = np.unique(pid[tr])
             kept = subsample(rng, pats, c, frac) if frac < 1 else pats
             tr = tr[np.isin(pid[tr], kept)]
             n_tr.append(len(pats))  # the partition's training patients, before the fraction (summary.py)
             n_te.append(len(np.unique(pid[te])))
-            sa = [_sgd_scores(f[tr], y[tr], f[te], int(rng.integers(2**31))) for _ in range(seeds)]
-            sb = [_sgd_scores(f[tr], y[tr], f[te], int(rng.integers(2**31))) for _ in range(seeds)]
+            sa, sb = arm_scores(rng, tr, te), arm_scores(rng, tr, te)
             for s in range(seeds):
                 d[0, j, s] = stats.auc_score(y[te], sb[s]) - stats.auc_score(y[te], sa[s])
             strata_old.append((y[te], np.mean(sa, 0), np.mean(sb, 0)))
             strata_new.append((y[te], np.mean(sa, 0), np.mean(sb, 0), pid[te]))
         rej["old t-test"] += stats.corrected_ttest(d.ravel(), n_train=np.mean(n_tr), n_test=np.mean(n_te)).p < ALPHA
-        rej["new t-test"] += stats.corrected_repeated_cv_ttest(d, n_train=np.mean(n_tr), n_test=np.mean(n_te)).p < ALPHA
+        rej["new t-test"] += stats.corrected_repeated_cv_ttest(d, n_train=np.mean(n_tr), n_test=np.mean(n_te)).p < ALPHA  # n as summary.n_train_n_test
         rej["old DeLong"] += stats.delong_stratified(strata_old).p < ALPHA
         rej["new DeLong"] += stats.delong_clustered_stratified(strata_new).p < ALPHA
     cpu = time.process_time() - t0
-    scen = f"e2e LR on encoder features, K={k} S={seeds}, fraction {frac:g}"
+    what = "LR on encoder features" if model == "lr" else "small CNN, 16 px, 100 steps"
+    scen = f"e2e {what}, {null} null, K={k} S={seeds}, fraction {frac:g}"
     return [(test, scen, "type-I", r / n_sims, n_sims, cpu) for test, r in rej.items()]
 
 
@@ -272,11 +334,15 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sims", type=int, default=2000, help="simulations per test and setting (default 2000)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--only", choices=("ttest", "delong", "e2e"), default=None)
+    ap.add_argument("--only", choices=("ttest", "delong", "e2e", "cnn"), default=None)
     ap.add_argument("--e2e", type=int, default=0, metavar="N", help="also N end-to-end null experiments per real fraction")
-    ap.add_argument("--data", default="/work/shared/data/chest-xray-pneumonia", help="folder with labels.csv (for --e2e)")
+    ap.add_argument("--data", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
+                                                   "chest-xray-pneumonia"), help="folder with labels.csv (for --e2e and --cnn)")
     ap.add_argument("--cache", default="/tmp", help="where the encoder features are cached (for --e2e)")
     ap.add_argument("--fractions", default="1,0.1", help="real fractions of the end-to-end nulls")
+    ap.add_argument("--nulls", default="seed,subsample", help="end-to-end null kinds: seed (same images, other seeds), "
+                    "subsample (each arm its own random 80%% of the training patients)")
+    ap.add_argument("--cnn", type=int, default=0, metavar="N", help="also N end-to-end nulls with the small CNN (sanity check)")
     args = ap.parse_args(argv)
     import subprocess
 
@@ -301,9 +367,11 @@ def main(argv=None):
         rows += run_ttests(args.sims, args.seed, scenarios)
     if args.only in (None, "delong"):
         rows += run_delong(args.sims, args.seed, n_pat=150, sigma_w=0.4)
-    if args.e2e and args.only in (None, "e2e"):
-        for fr in (float(x) for x in args.fractions.split(",")):
-            rows += run_e2e(args.e2e, args.seed, args.data, args.cache, fr)
+    for n, model in ((args.e2e, "lr"), (args.cnn, "cnn")):
+        if n and args.only in (None, "e2e" if model == "lr" else "cnn"):
+            for null in args.nulls.split(","):
+                for fr in (float(x) for x in args.fractions.split(",")):
+                    rows += run_e2e(n, args.seed, args.data, args.cache, fr, null=null, model=model)
     print(f"| test | setting | measure | rate at alpha {ALPHA} | MC SE | within 0.05 +- 2 MC SE | sims | CPU s |")
     print("|---|---|---|---|---|---|---|---|")
     for test, scen, tag, rate, n, cpu in rows:

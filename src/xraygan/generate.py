@@ -3,7 +3,8 @@
 Two ways in:
 
 - :func:`generate` writes PNGs to ``DIR/<label>/synthetic_000000.png`` (so ``DIR`` is a valid
-  ``prepare``/``evaluate`` input) and ``DIR/manifest.csv`` (file, label, seed, run, checkpoint).
+  ``prepare``/``evaluate`` input) and ``DIR/manifest.csv`` (file, label, seed, run, checkpoint;
+  its format version is in ``DIR/.xraygan``: :func:`xraygan.utils.formats.stamp_generated_set`).
   The folder name is the label made safe (:func:`xraygan.utils.paths.safe_component`: a label such
   as ``../x`` or ``a/b`` never leaves ``DIR``); the manifest keeps the label's own text.
 - :func:`load_generator` returns a :class:`Sampler` for code that wants tensors::
@@ -113,6 +114,9 @@ def generate(run: str | Path | None, n: int, out: str | Path, label: str | int |
             w = csv.DictWriter(fh, fieldnames=["file", "label", "seed", "run", "checkpoint"])
             w.writeheader()
             w.writerows(rows)
+    from xraygan.utils.formats import stamp_generated_set
+
+    stamp_generated_set(out)  # the set's format_version, in its .xraygan marker (docs/formats.md); still under the lock
     return Path(out)
 
 

@@ -130,16 +130,28 @@ class Run:
 
     def evaluations(self, problems: list[str] | None = None) -> dict[str, Any]:
         """``eval/NAME.json`` (written by ``xraygan evaluate``) by NAME, in name order; with ``problems``,
-        unreadable files are skipped and noted there, else they are a one-line error."""
+        unreadable files and formats this xraygan does not read are skipped and noted there, else they
+        are a one-line error (:func:`xraygan.utils.formats.check_evaluation`)."""
+        from xraygan.utils.formats import check_evaluation
+
         folder = self.root / "eval"
         out: dict[str, Any] = {}
         for p in sorted(folder.glob("*.json")) if self.pretrained_path is None and folder.is_dir() else []:
             try:
-                out[p.stem] = json.loads(p.read_text())
+                doc = json.loads(p.read_text())
             except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
                 if problems is None:
                     raise XrayganError(f"{p}: unreadable evaluation ({type(e).__name__}: {e}); run `xraygan evaluate` again") from None
                 problems.append(f"{p.name}: unreadable ({e})")
+                continue
+            try:
+                check_evaluation(p, doc)
+            except XrayganError as e:  # FormatVersionError too
+                if problems is None:
+                    raise
+                problems.append(f"{p.name}: skipped ({e})")
+                continue
+            out[p.stem] = doc
         return out
 
     def sample_grids(self) -> list[tuple[int, Path]]:

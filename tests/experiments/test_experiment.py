@@ -185,6 +185,15 @@ def test_every_arm_and_option_end_to_end(tiny_prepared, tmp_path):
     for name in ("roc.png", "ci.png", "verdicts.txt"):
         assert (out / name).stat().st_size > 0
     assert len(list((out / "units").glob("*.json"))) == 2 * 2 * 5
+    # internal vs external (issue 13): the text says what the fold-test CIs describe and shows every held-out AUC beside them
+    text = (out / "verdicts.txt").read_text()
+    assert text.startswith("Internal vs external:") and "'external' is the --test set" in text
+    ext_auc = res["arms"]["real"]["test_sets"]["external"]["auc"]
+    assert f"held-out external {ext_auc['value']:.3f} (95% CI {ext_auc['lo']:.3f}-{ext_auc['hi']:.3f})" in text.splitlines()[1]
+    from xraygan.report.html import _internal_external
+
+    table = _internal_external(saved)
+    assert "AUC, held-out test" in table and "AUC, held-out external" in table and table.count("<tr>") == 1 + len(labels)
 
 
 def test_epochs_give_every_arm_of_a_fold_the_same_steps_and_min_steps_is_a_floor(tiny_prepared, tmp_path):

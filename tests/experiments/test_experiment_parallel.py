@@ -97,3 +97,29 @@ def test_ray_local_cluster_gives_the_sequential_units(tiny_prepared, tmp_path):
     res = run_experiment(_cfg(tiny_prepared, tmp_path / "ray", ray="local", workers=2), progress=False)
     assert res["units_run_this_invocation"] == 6
     assert _units(tmp_path / "seq") == _units(tmp_path / "ray")
+
+
+@pytest.mark.slow  # ~24 s on 2 loaded cores, most of it the 2 spawned workers importing torch
+def test_a_learning_curve_runs_all_fractions_in_one_pool_with_the_sequential_units(tiny_prepared, tmp_path, caplog):
+    import logging
+    import shutil
+
+    fracs = dict(real_fraction=(0.25, 0.5))
+    run_experiment(_cfg(tiny_prepared, tmp_path / "seq", **fracs), progress=False)
+    a = _units(tmp_path / "seq")
+    assert len(a) == 2 * 2 * 3 and {n.split("_")[0] for n in a} == {"frac0.25", "frac0.5"}
+    # half the units of each fraction missing: 2 worker processes finish both fractions in ONE run of
+    # the backend (one pool, one log line for the whole curve), skipping the units that exist
+    out = tmp_path / "par"
+    shutil.copytree(tmp_path / "seq", out)
+    gone = sorted(a)[::2]
+    assert {n.split("_")[0] for n in gone} == {"frac0.25", "frac0.5"}
+    for name in gone:
+        (out / "units" / name).unlink()
+    caplog.clear()  # only this run's records (another test may have left INFO on)
+    with caplog.at_level(logging.INFO, logger="xraygan.experiments.runner"):
+        par = run_experiment(_cfg(tiny_prepared, out, workers=2, **fracs), progress=False)
+    starts = [r.getMessage() for r in caplog.records if r.getMessage().startswith("experiment: ")]
+    assert starts == [f"experiment: 12 units (6 already done) in {out}; running 6 on 2 local processes"]
+    assert par["units_run_this_invocation"] == len(gone) == 6
+    assert _units(out) == a  # every score of every unit of both fractions, bit for bit

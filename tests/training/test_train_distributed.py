@@ -79,7 +79,7 @@ EQUIV = textwrap.dedent('''
         state = {f"{k}.{n}": t.detach().clone() for k, m in fam.modules().items() for n, t in m.state_dict().items()}
         return state, trace
 
-    res["dcgan"] = run("dcgan", {"d_norm": "sn"}, 3, True)
+    res["dcgan"] = run("dcgan", {"d_norm": "sn", "mbstd": True}, 3, True)  # mbstd: of the global batch too
     res["pggan"] = run("pggan", {"phase_kimg": 0.016}, 7, False)
     res["stylegan2"] = run("stylegan2", {"ada_interval": 1, "ada_kimg": 0.05, "ada_p": 0.5, "r1_interval": 2}, 3, False)
     ada = AdaController(target=0.6, p=0.5, interval=1, speed_kimg=0.1)
@@ -98,7 +98,8 @@ def _close(a: dict, b: dict, tol: float) -> list[str]:
 @pytest.mark.slow
 def test_two_processes_equal_one_process_at_the_same_global_batch(tiny_prepared: Path, tmp_path: Path) -> None:
     """Image counts, PGGAN stage/alpha, ADA p and weights: identical on both ranks; DCGAN with a
-    spectral-norm D and globally synchronised BatchNorm in G equals one process within 1e-5."""
+    spectral-norm D, its minibatch-std feature and globally synchronised BatchNorm in G (both of
+    the global batch) equals one process within 1e-5."""
     script = tmp_path / "equiv.py"
     script.write_text(EQUIV)
     res = _torchrun([str(script), str(tiny_prepared), str(tmp_path / "two"), str(tmp_path / "two")], tmp_path)

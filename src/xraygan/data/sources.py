@@ -287,7 +287,11 @@ def open_image_set(path: str | Path, size: int | None = None, split: str | Seque
 
 def _folder_labels(root: Path) -> dict[str, str]:
     """``{folder name: label}`` from the ``manifest.csv`` that ``generate`` writes (its folder names
-    are the labels made safe for the file system); empty when there is none."""
+    are the labels made safe for the file system); empty when there is none. A set of a newer
+    format (its ``.xraygan`` marker) is refused: :func:`xraygan.utils.formats.check_generated_set`."""
+    from xraygan.utils.formats import check_generated_set
+
+    check_generated_set(root)
     try:
         with open(root / "manifest.csv", newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))

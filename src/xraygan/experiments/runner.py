@@ -203,13 +203,37 @@ def _seed(*parts: int) -> int:
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "little")
 
 
+PROTOCOL_FORMAT_VERSION = 2  # 1 (no format_version): before --repeats, resumed as repetition 0
+
+
+def read_protocol(proto: Path) -> dict:
+    """``OUT/protocol.json`` of an experiment to resume, its format checked (docs/formats.md):
+    formats 1 (written without a format_version) and 2 resume; a newer one, or a file that is not
+    a protocol, is a one-line error naming it (upgrade xraygan, or run into another --out)."""
+    from xraygan.utils.formats import FormatVersionError, check_format_version
+
+    fresh = "choose another --out to run these options with this xraygan (the old folder is left as it is)"
+    try:
+        doc = json.loads(proto.read_text())
+    except (OSError, ValueError) as e:
+        raise XrayganError(f"{proto}: unreadable experiment protocol ({type(e).__name__}: {e}); {fresh}") from None
+    if not isinstance(doc, dict) or doc.get("format", FORMAT) != FORMAT:
+        raise XrayganError(f"{proto}: not an xraygan experiment protocol; {fresh}")
+    version = doc.get("format_version", 1)
+    if isinstance(version, int) and not isinstance(version, bool) and version > PROTOCOL_FORMAT_VERSION:
+        raise FormatVersionError(f"{proto}: experiment protocol format {version} is newer than this xraygan reads "
+                                 f"(formats 1 to {PROTOCOL_FORMAT_VERSION}); upgrade xraygan (pip install -U xraygan), or {fresh}")
+    check_format_version(proto, version, what="experiment protocol", current=PROTOCOL_FORMAT_VERSION, rerun=fresh)
+    return doc
+
+
 def _open_out(cfg: ExperimentConfig) -> Path:
     """Create OUT or accept it for resuming; refuse a folder from other options or of other content."""
     out = Path(cfg.out)
     refuse_overlap(out, [cfg.prepared, cfg.test], "--out")  # never write into (or around) an input
     proto = out / "protocol.json"
     if proto.is_file():
-        old = json.loads(proto.read_text())
+        old = read_protocol(proto)
         if old.get("unit_fingerprint") != cfg.unit_fingerprint():
             raise XrayganError(f"--out {out}: holds an experiment run with different options (data, folds, classifier, "
                                "GAN config, real fraction or balance) or by an xraygan whose protocol differed; choose another --out to run "
@@ -219,7 +243,7 @@ def _open_out(cfg: ExperimentConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     write_marker(out, "experiment")  # first: a folder killed at any later point is still recognised as ours
     (out / "units").mkdir(parents=True, exist_ok=True)
-    atomic_write_json(proto, {"format": FORMAT, "format_version": 2, "unit_fingerprint": cfg.unit_fingerprint(), "config": cfg.to_dict()})
+    atomic_write_json(proto, {"format": FORMAT, "format_version": PROTOCOL_FORMAT_VERSION, "unit_fingerprint": cfg.unit_fingerprint(), "config": cfg.to_dict()})
     return out
 
 
@@ -361,13 +385,29 @@ def _run_units(cfg: ExperimentConfig, out: Path, folds: list[Fold], labels: list
                ctx: dict, progress: bool, total: int, done_before: int) -> None:
     """Run every unit whose file is missing, fold by fold (the fold's GAN first), on the backend of
     ``cfg.workers`` / ``cfg.ray`` (:mod:`xraygan.experiments.execute`), with progress bars."""
-    from xraygan.experiments.execute import Backend, Group, run_with_progress
+    _run_groups(cfg, out, _pending_groups(cfg, out, folds, labels, needs_source), ctx, progress, total, done_before)
+
+
+def _pending_groups(cfg: ExperimentConfig, out: Path, folds: list[Fold], labels: list[tuple], needs_source: bool,
+                    jobs: "_ExperimentJobs | None" = None) -> list:
+    """One :class:`~xraygan.experiments.execute.Group` per fold with units whose file is missing (a
+    fold GAN job first where an arm needs the fold's GAN); ``jobs``: the groups' own jobs when groups
+    of several configs (real fractions) run in one call."""
+    from xraygan.experiments.execute import Group
     from xraygan.experiments.synthetic import CONTROLS
 
     groups = [Group(f, needs_source and cfg.gan_config not in CONTROLS,
                     [(s, lab) for s in range(cfg.seeds) for lab in labels
-                     if not (out / "units" / f"{unit_name(f, s, lab[0])}.json").is_file()]) for f in folds]
-    groups = [g for g in groups if g.units]
+                     if not (out / "units" / f"{unit_name(f, s, lab[0])}.json").is_file()], jobs) for f in folds]
+    return [g for g in groups if g.units]
+
+
+def _run_groups(cfg: ExperimentConfig, out: Path, groups: list, ctx: dict, progress: bool, total: int,
+                done_before: int) -> None:
+    """Run ``groups`` in ONE call of the backend of ``cfg.workers`` / ``cfg.ray``: one pool (or Ray
+    session) for all of them, so no group waits for an unrelated one."""
+    from xraygan.experiments.execute import Backend, run_with_progress
+
     backend = Backend(workers=cfg.workers, ray=cfg.ray, num_gpus=1.0 if ctx["device"].type == "cuda" else 0.0)
     log.info("experiment: %d units (%d already done) in %s; running %d on %s", total, done_before, out,
              sum(len(g.units) for g in groups), backend.name)
@@ -419,35 +459,42 @@ class _ExperimentJobs:
 def _run_fractions(cfg: ExperimentConfig, ds: PreparedDataset, device, progress: bool) -> dict:
     """Several real fractions (a learning curve): nested subsamples of the same folds, one GAN per
     (fold, fraction), every arm and control at each fraction (the oracle where something is held
-    back); units and GANs are named ``frac<F>_<fold>...``. One summary: arm labels get `` @<F>``,
-    comparisons pair arms of one fraction, Holm runs across all of them."""
+    back); units and GANs are named ``frac<F>_<fold>...``. Every fraction's folds are built (and
+    every source validated) first, then all their GAN jobs and units run in one call of the backend:
+    with ``--workers``/``--ray`` one pool for the whole curve, so a large fraction's GANs do not wait
+    for a small fraction's units; each group carries its fraction's config. One summary: arm labels
+    get `` @<F>``, comparisons pair arms of one fraction, Holm runs across all of them."""
     from xraygan.experiments.summary import summarize, write_outputs
     from xraygan.experiments.synthetic import validate_source
 
     out = _open_out(cfg)
     data = _load_data(ds, cfg)
     t_start, run_before, total = time.perf_counter(), 0, 0
-    labels_all, units_all, curve, first = [], {}, {}, None
+    plan, groups = [], []  # (fraction, its partitions, its labels) and every fraction's pending groups
     for f in cfg.fractions():
         cfg_f = replace(cfg, real_fraction=f)
         labels = arm_labels(cfg_f)
-        if any(arm in GAN_ARMS for _, arm, _ in labels):
+        needs_source = any(arm in GAN_ARMS for _, arm, _ in labels)
+        if needs_source:
             validate_source(cfg_f)
         parts = make_repeated_folds(ds, cfg.folds, cfg.repeats, seed=cfg.fold_seed, real_fraction=f,
                                     class_fraction=cfg.class_fractions(ds.classes))
         parts = [[replace(fo, tag=f"frac{f:g}_") for fo in p] for p in parts]
         folds = [fo for p in parts for fo in p]
         todo = [(fo, s, lab) for fo in folds for s in range(cfg.seeds) for lab in labels]
-        done = sum((out / "units" / f"{unit_name(fo, s, lab[0])}.json").is_file() for fo, s, lab in todo)
-        _run_units(cfg_f, out, folds, labels, any(arm in GAN_ARMS for _, arm, _ in labels),
-                   {"ds": ds, "data": data, "device": device, "sources": {}}, progress, total=len(todo), done_before=done)
-        total, run_before = total + len(todo), run_before + done
+        total += len(todo)
+        run_before += sum((out / "units" / f"{unit_name(fo, s, lab[0])}.json").is_file() for fo, s, lab in todo)
+        groups += _pending_groups(cfg_f, out, folds, labels, needs_source, jobs=_ExperimentJobs(cfg_f))
+        plan.append((f, parts, labels))
+    _run_groups(cfg, out, groups, {"ds": ds, "data": data, "device": device, "sources": {}}, progress,
+                total=total, done_before=run_before)
+    labels_all, units_all, curve = [], {}, {}
+    for f, parts, labels in plan:
         for lab, units in load_units(out, parts, cfg.seeds, labels).items():
             units_all[f"{lab} @{f:g}"] = units
         labels_all += [(f"{lab} @{f:g}", arm, ratio) for lab, arm, ratio in labels]
-        curve[f"{f:g}"] = {"fraction": f, "real_patients": float(np.mean([len(set(ds.patients[fo.train])) for fo in folds]))}
-        first = first or parts
-    results = summarize(cfg, ds, first, labels_all, data, units_all, _gan_records(out), curve=curve)
+        curve[f"{f:g}"] = {"fraction": f, "real_patients": float(np.mean([len(set(ds.patients[fo.train])) for p in parts for fo in p]))}
+    results = summarize(cfg, ds, plan[0][1], labels_all, data, units_all, _gan_records(out), curve=curve)
     results["wall_s_this_invocation"] = time.perf_counter() - t_start
     results["units_run_this_invocation"] = total - run_before
     write_outputs(results, out)

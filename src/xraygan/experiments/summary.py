@@ -31,6 +31,7 @@ from xraygan.experiments.compare import Context, _because, compare_all  # noqa: 
 from xraygan.experiments.plots import plot_calibration, plot_ci, plot_confusion, plot_roc
 from xraygan.experiments.stats_multiclass import bootstrap_multiclass, multiclass_metrics
 from xraygan.utils.fs import atomic_write_bytes, atomic_write_json, atomic_write_text
+from xraygan.report.held_out import held_out_auc, held_out_names, internal_vs_external
 
 
 RESULTS_FORMAT_VERSION = 3  # 2: repeats, seed-averaged corrected t-test, clustered DeLong, Holm, four verdict words;
@@ -189,11 +190,12 @@ def _protocol(cfg, ds: PreparedDataset, folds: list[Fold], tests: dict, n_train:
 
 def plain_language(results: dict) -> str:
     """One paragraph per arm: the verdict and the numbers that decided it."""
-    lines = []
+    lines = [internal_vs_external(results)] if held_out_names(results) else []
     for label, arm in results["arms"].items():
         if arm["arm"] == "real":  # one per real fraction
             real = arm["fold_tests"]["auc"]
-            lines.append(f"{label}: AUC on the fold test sets {real['value']:.3f} (95% CI {real['lo']:.3f}-{real['hi']:.3f})")
+            lines.append(f"{label}: AUC on the fold test sets {real['value']:.3f} (95% CI {real['lo']:.3f}-{real['hi']:.3f})"
+                         + held_out_auc(arm))
     for label, by in (results.get("data_equivalence") or {}).items():
         for f, e in by.items():
             if e["real_patients_equivalent"]:
@@ -206,8 +208,9 @@ def plain_language(results: dict) -> str:
         label = c.get("label")
         a = results["arms"][label]["fold_tests"]["auc"]
         lines.append(f"{label}: {c['verdict'].upper()} compared with {c['against']}. AUC on the fold test sets {a['value']:.3f} "
-                     f"(95% CI {a['lo']:.3f}-{a['hi']:.3f}); {c['because']}.")
+                     f"(95% CI {a['lo']:.3f}-{a['hi']:.3f}){held_out_auc(results['arms'][label])}; {c['because']}.")
     return "\n".join(lines) + "\n"
+
 
 
 def _finite(obj):

@@ -14,6 +14,7 @@ import numpy as np
 
 from xraygan.errors import XrayganError
 from xraygan.metrics.features import Extractor
+from xraygan.utils.formats import EVAL_FORMAT, EVAL_FORMAT_VERSION, check_evaluation  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,12 @@ def generated_from(fake: str | Path) -> dict | None:
     """``{"path", "checkpoint", "step"}`` of the run that generated ``fake`` (the ``run`` and
     ``checkpoint`` columns of the ``manifest.csv`` that ``generate`` writes); ``None`` when the
     folder has no such manifest or names no single run. ``step`` is read from the checkpoint
-    (``None`` when it is gone)."""
+    (``None`` when it is gone). A set of a newer format is refused (:class:`FormatVersionError`)."""
     import csv
 
+    from xraygan.utils.formats import check_generated_set
+
+    check_generated_set(fake)
     try:
         with open(Path(fake) / "manifest.csv", newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from xraygan.errors import UsageError, XrayganError
-from xraygan.metrics.eval_store import _pairs_path, _record_in_run, _store, generated_from, package_version, provenance  # noqa: F401
+from xraygan.metrics.eval_store import (EVAL_FORMAT, EVAL_FORMAT_VERSION, _pairs_path, _record_in_run, _store,  # noqa: F401
+                                        check_evaluation, generated_from, package_version, provenance)
 from xraygan.metrics.features import Extractor, RealFeatures, cached_features, default_cache_dir, get_extractor
 from xraygan.metrics.image_sets import (MIN_REPORT_CLASS, REPORT_SEED_OFFSET, SELECTION_SEED_OFFSET, Images, Sample,  # noqa: F401
                                         _is_prepared, _open, _resize_pixels, align_classes, class_sample, draw_sample,
@@ -130,7 +131,7 @@ def evaluate_sets(real, fake, *, train=None, heldout=None, features: str | Extra
         mu, sd = rf.mean(0), rf.std(0) + 1e-12
         rf, ff = (rf - mu) / sd, (ff - mu) / sd
     fa, fb = rf[:s.n], rf[s.n:]
-    res = {"n": s.n, "resolution": size, **provenance(ex), "options": opts, "warnings": warnings}
+    res = {"format": EVAL_FORMAT, "format_version": EVAL_FORMAT_VERSION, "n": s.n, "resolution": size, **provenance(ex), "options": opts, "warnings": warnings}
     with st("scores"):
         res["overall"] = scores_with_floor(fa, fb, ff, opts)
     with st("ssim"):

@@ -37,6 +37,8 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from xraygan.models.layers import AllReduceSum
+
 SIZES = (8, 16, 32, 64, 128, 256)
 
 
@@ -246,20 +248,67 @@ class ClassMinibatchStd(nn.Module):
     """Minibatch standard deviation (Karras et al. 2018, PGGAN section 3), per class: one extra
     feature map holding the mean standard deviation of the features over the samples *of the same
     class* in the batch (over the whole batch when unconditional). A generator that repeats one
-    image for a class gives that class's fakes a near-zero value, which D can use at once."""
+    image for a class gives that class's fakes a near-zero value, which D can use at once.
+
+    Under ``torchrun`` (a process group of more than one process) and in training mode the
+    statistic is that of the *global* batch, like the family's BatchNorm layers
+    (:class:`~xraygan.training.distributed.GlobalBatchNorm`): two differentiable all-reduces of
+    per-class sums -- counts and feature sums, then squared deviations from the global class means
+    -- of ``n_classes x (features + 1)`` numbers each, so N processes at ``--batch`` B/N compute
+    what one process computes at B (within float rounding), and each process's gradient reaches
+    its own samples through every process's use of the statistic. In eval mode, or outside a
+    process group, it is this process's batch. ``n_classes``: the number of classes (0: found
+    with one more all-reduce when needed).
+    """
+
+    def __init__(self, n_classes: int = 0) -> None:
+        super().__init__()
+        self.n_classes = int(n_classes)
 
     def forward(self, h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         b = h.shape[0]
-        s = torch.zeros(b, dtype=h.dtype, device=h.device)
-        if labels is None:
-            if b > 1:
-                s = s + h.float().std(dim=0, unbiased=False).mean().to(h.dtype)
+        if self.training and _world_size() > 1:
+            s = self._global(h, labels)
         else:
-            for c in torch.unique(labels):
-                m = labels == c
-                if int(m.sum()) > 1:
-                    s = torch.where(m, h[m].float().std(dim=0, unbiased=False).mean().to(h.dtype), s)
+            s = torch.zeros(b, dtype=h.dtype, device=h.device)
+            if labels is None:
+                if b > 1:
+                    s = s + h.float().std(dim=0, unbiased=False).mean().to(h.dtype)
+            else:
+                for c in torch.unique(labels):
+                    m = labels == c
+                    if int(m.sum()) > 1:
+                        s = torch.where(m, h[m].float().std(dim=0, unbiased=False).mean().to(h.dtype), s)
         return torch.cat([h, s.view(b, 1, 1, 1).expand(b, 1, h.shape[2], h.shape[3])], dim=1)
+
+    def _global(self, h: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """(B,) per-sample value from the statistics of the global batch (all processes)."""
+        x = h.float().flatten(1)  # (B, F)
+        idx = torch.zeros(x.shape[0], dtype=torch.long, device=x.device) if labels is None else labels.long()
+        k = 1 if labels is None else self.n_classes or _max_label(idx) + 1
+        onehot = nn.functional.one_hot(idx, k).to(x.dtype).t()  # (K, B)
+        sums = AllReduceSum.apply(torch.cat([onehot @ x, onehot.sum(1, keepdim=True)], dim=1))  # (K, F + 1)
+        n = sums[:, -1:]  # global samples per class
+        centred = x - (sums[:, :-1] / n.clamp(min=1))[idx]
+        var = AllReduceSum.apply(onehot @ (centred * centred)) / n.clamp(min=1)  # (K, F)
+        ok = n > 1  # a class seen once (or not at all) in the global batch keeps 0, as in one process
+        per_class = torch.where(ok, var, torch.ones_like(var)).sqrt().mean(dim=1, keepdim=True)  # no sqrt(0) gradient
+        return torch.where(ok, per_class, torch.zeros_like(per_class)).squeeze(1)[idx].to(h.dtype)
+
+
+def _world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _max_label(idx: torch.Tensor) -> int:
+    """The largest label over all processes (how many classes the global batch may hold)."""
+    import torch.distributed as dist
+
+    t = idx.max().reshape(1).clone() if idx.numel() else torch.zeros(1, dtype=torch.long, device=idx.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
 
 
 class Discriminator(nn.Module):
@@ -268,7 +317,7 @@ class Discriminator(nn.Module):
     ``norm="bn"`` (default): the tutorial's BatchNorm after every strided conv but the first;
     ``norm="sn"``: spectral normalisation of every layer and no BatchNorm (SNGAN style).
     ``mbstd``: a per-class minibatch-std feature map before the last convolution
-    (:class:`ClassMinibatchStd`).
+    (:class:`ClassMinibatchStd`; of the global batch under torchrun).
     """
 
     def __init__(self, size: int = 64, width: int = 64, n_classes: int = 0, norm: str = "bn", embed_init: float = 0.02,
@@ -292,7 +341,7 @@ class Discriminator(nn.Module):
             res //= 2
         feat = channels(res, size, width)
         if self.mbstd:
-            layers += [ClassMinibatchStd()]
+            layers += [ClassMinibatchStd(n_classes)]
         layers += block(feat + int(self.mbstd), feat, 4, 1, 0, False)  # (B, F, 1, 1)
         self.features = nn.Sequential(*layers)
         self.head = sn(nn.Linear(feat, 1))

@@ -151,7 +151,11 @@ class PixelNorm(nn.Module):
 class MinibatchStdDev(nn.Module):
     """Append the average standard deviation over groups of samples as extra channels (PGGAN 3).
 
-    The group size shrinks to the largest divisor of the batch that is <= ``group_size``.
+    The group size shrinks to the largest divisor of the batch that is <= ``group_size``. Under
+    ``torchrun`` the groups are formed within each process's batch (a per-process statistic, like
+    the per-GPU groups of the StyleGAN2 paper's implementation): N processes at batch B/N group
+    other images together than one process at B. DCGAN's per-class feature
+    (:class:`xraygan.models.dcgan.ClassMinibatchStd`) is of the global batch instead.
     """
 
     def __init__(self, group_size: int = 4, num_channels: int = 1) -> None:
@@ -228,3 +232,26 @@ class NoiseInjection(nn.Module):
         else:
             raise ValueError(f"noise mode must be random, const or none, not {mode!r}")
         return x + noise.to(x.dtype) * self.strength.to(x.dtype)
+
+
+class AllReduceSum(torch.autograd.Function):
+    """Sum over the processes of a ``torch.distributed`` group, differentiable: every process used
+    the sum, so the gradient of a process's own part is the sum of every process's gradient of it.
+    Used by the global-batch statistics of :class:`xraygan.models.dcgan.ClassMinibatchStd` and
+    :class:`xraygan.training.distributed.GlobalBatchNorm`."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        import torch.distributed as dist
+
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        import torch.distributed as dist
+
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad

@@ -252,6 +252,20 @@ def _ci(m: Any) -> str:
     return fmt(m) if not isinstance(m, (dict, list)) else ""
 
 
+def _internal_external(results: dict) -> str:
+    """AUC on the fold test sets beside every held-out set's, per arm, under the sentence that says what each describes."""
+    from xraygan.report.held_out import held_out_names, internal_vs_external
+
+    arms = results.get("arms")
+    if not isinstance(arms, dict) or not arms or not held_out_names(results):
+        return ""
+    names = held_out_names(results)
+    rows = [(label, _ci((a.get("fold_tests") or {}).get("auc")), *[_ci(((a.get("test_sets") or {}).get(n) or {}).get("auc")) for n in names])
+            for label, a in arms.items() if isinstance(a, dict)]
+    return (f"<h3>Internal vs external</h3><p>{escape(internal_vs_external(results))}</p>"
+            + _table(("arm", "AUC, fold test sets (internal)", *[f"AUC, held-out {n}" for n in names]), rows))
+
+
 def _arm_tables(results: dict) -> str:
     arms = results.get("arms")
     if not isinstance(arms, dict) or not arms:
@@ -306,6 +320,7 @@ def _experiment(info: RunInfo) -> str:
         out.append(_na("Verdicts", "results.json has no verdicts"))
     if isinstance(res.get("verdicts_text"), str):
         out.append(f"<pre class=wrap>{escape(res['verdicts_text'])}</pre>")
+    out.append(_internal_external(res))
     out.append(_arm_tables(res))
     figs = [p for p in info.figures if p.parent == info.root]
     roc = [p for p in figs if "roc" in p.name.lower()]

@@ -15,8 +15,10 @@ What must be the same on every process, and equal to a 1-process run at the same
 :func:`all_sum`), running buffers such as StyleGAN2's ``w_avg`` and path-length mean
 (:func:`average_`), and BatchNorm statistics: :func:`sync_batchnorm` turns every BatchNorm of the
 family's networks into a :class:`GlobalBatchNorm` that normalises by the statistics of the global
-batch (PyTorch's own ``SyncBatchNorm`` on CUDA; ours on CPU/Gloo, where PyTorch's refuses to run).
-The EMA generator keeps plain BatchNorm (it runs on rank 0 alone).
+batch (PyTorch's own ``SyncBatchNorm`` on CUDA; ours on CPU/Gloo, where PyTorch's refuses to run),
+and DCGAN/FastGAN's per-class minibatch std (:class:`xraygan.models.dcgan.ClassMinibatchStd`
+all-reduces its own per-class sums, with the same differentiable sum). The EMA generator keeps
+plain BatchNorm (it runs on rank 0 alone).
 
     torchrun --nproc_per_node 4 -m xraygan train PREPARED --out RUN --conditional
 """
@@ -27,6 +29,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from xraygan.models.layers import AllReduceSum
 
 
 @dataclass(frozen=True)
@@ -93,26 +97,6 @@ def average_(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-class _AllReduceSum(torch.autograd.Function):
-    """Sum over processes, differentiable: the gradient of a sum is the sum of the gradients."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        import torch.distributed as dist
-
-        x = x.clone()
-        dist.all_reduce(x)
-        return x
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        import torch.distributed as dist
-
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad
-
-
 class GlobalBatchNorm(nn.BatchNorm2d):
     """BatchNorm whose training statistics are those of the global batch over all processes.
 
@@ -132,12 +116,12 @@ class GlobalBatchNorm(nn.BatchNorm2d):
         dtype, x = x.dtype, x.float()  # statistics in float32 also under autocast
         dims = [0] + list(range(2, x.dim()))
         count = torch.full((1,), x.numel() // x.shape[1], dtype=x.dtype, device=x.device)
-        s = _AllReduceSum.apply(torch.cat([x.sum(dims), count]))
+        s = AllReduceSum.apply(torch.cat([x.sum(dims), count]))
         n = s[-1]
         mean = s[:-1] / n
         shape = [1, -1] + [1] * (x.dim() - 2)
         centred = x - mean.view(shape)
-        var = _AllReduceSum.apply((centred * centred).sum(dims)) / n
+        var = AllReduceSum.apply((centred * centred).sum(dims)) / n
         if self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
