@@ -2,6 +2,8 @@
 
     python benchmarks/train_showcase.py --work /tmp/showcase            # prepare + 20 min training + grid + evaluate
     python benchmarks/train_showcase.py --work /tmp/showcase --skip-train   # reuse WORK/run
+    python benchmarks/train_showcase.py --work /tmp/ship --run QPM/cpu-auto/run --prepared PREPARED \
+        --checkpoint QPM/cpu-auto/snapshots/min30.pt --features xray random   # show and score another run
 
 Writes WORK/prepared (xraygan prepare labels.csv --size 64), WORK/run (xraygan train --conditional
 --max-time 1200 --threads 1 --eval-every 150), docs/real_vs_synthetic.png (per class: 16 real
@@ -27,6 +29,11 @@ def main() -> None:
     ap.add_argument("--skip-train", action="store_true", help="reuse WORK/run")
     ap.add_argument("--grid", default=str(ROOT / "docs/real_vs_synthetic.png"))
     ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--run", help="an existing run folder to show (implies --skip-train), e.g. a quality_per_minute.py arm's WORK/ARM/run")
+    ap.add_argument("--prepared", help="its prepared dataset (default WORK/prepared)")
+    ap.add_argument("--checkpoint", help="checkpoint to show and evaluate (default: best.pt when the run has one, else latest)")
+    ap.add_argument("--per-class", type=int, default=8, help="real and synthetic images per class in the figure")
+    ap.add_argument("--features", nargs="+", default=["xray"], help="feature spaces of the evaluations (e.g. xray random)")
     a = ap.parse_args()
 
     import numpy as np
@@ -36,8 +43,9 @@ def main() -> None:
     from xraygan.cli import main as cli
 
     work = Path(a.work)
-    prep, run = work / "prepared", work / "run"
-    if not a.skip_train:
+    work.mkdir(parents=True, exist_ok=True)
+    prep, run = Path(a.prepared or work / "prepared"), Path(a.run or work / "run")
+    if not a.skip_train and not a.run:
         if not prep.exists():
             assert cli(["prepare", a.data, str(prep), "--size", "64", "-q"]) == 0
         t0 = time.time()
@@ -51,30 +59,36 @@ def main() -> None:
         if "fd_xray" in r:
             print(f"  step {r['step']}: FD(xray) {r['fd_xray']:.3f}" + (f" (floor {r['fd_xray_floor']:.3f})" if "fd_xray_floor" in r else ""))
 
-    ckpt = "best" if (run / "checkpoints/best.pt").is_file() else "latest"
+    ckpt = a.checkpoint or ("best" if (run / "checkpoints/best.pt").is_file() else "latest")
     parts = []
     for label in ("NORMAL", "PNEUMONIA"):
         p = work / f"grid_{label}.png"
-        xraygan.real_vs_synthetic_grid(run, p, label=label, n=16, checkpoint=ckpt, device="cpu")
+        xraygan.real_vs_synthetic_grid(run, p, label=label, n=a.per_class, checkpoint=ckpt, device="cpu")
         parts.append(np.asarray(Image.open(p).convert("L")))
     gap = np.full((8, parts[0].shape[1]), 255, np.uint8)
     Path(a.grid).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate([parts[0], gap, parts[1]])).save(a.grid, optimize=True)
     print(f"grid ({ckpt}.pt): {a.grid}")
 
-    t0 = time.time()
-    out = work / "eval.json"
-    assert cli(["evaluate", str(run), "--real", str(prep), "--n", str(a.n), "--out", str(out), "--device", "cpu", "-q"]) == 0
-    res = json.loads(out.read_text())
-    print(f"evaluate {a.n} vs {a.n} (xray features): {time.time() - t0:.0f} s; checkpoint {res.get('run', {}).get('checkpoint')}")
-    for k, v in res["overall"].items():
-        if isinstance(v, dict) and "value" in v:
-            print(f"  {k:22s} {v['value']:.4f}   floor {v.get('floor', float('nan')):.4f}")
-    print("  class consistency", json.dumps(res.get("class_consistency")))
-    mem = res.get("memorisation", {})
-    for space in ("pixel", "feature"):
-        if space in mem:
-            print(f"  memorisation {space}: " + json.dumps({k: v for k, v in mem[space].items() if not isinstance(v, (list, dict))}))
+    for features in a.features:
+        t0 = time.time()
+        out = work / f"eval_{features}.json"
+        assert cli(["evaluate", str(run), "--real", str(prep), "--checkpoint", str(ckpt), "--features", features,
+                    "--n", str(a.n), "--out", str(out), "--device", "cpu", "-q"]) == 0
+        res = json.loads(out.read_text())
+        print(f"evaluate {a.n} vs {a.n} ({features} features): {time.time() - t0:.0f} s; checkpoint {res.get('run', {}).get('checkpoint')}; {out}")
+        for k, v in res["overall"].items():
+            if isinstance(v, dict) and "value" in v:
+                print(f"  {k:22s} {v['value']:.4f}   floor {v.get('floor', float('nan')):.4f}")
+        for label, per in (res.get("per_class") or {}).items():
+            if isinstance(per, dict):
+                print(f"  {label}: " + ", ".join(f"{k} {v['value']:.3f} (floor {v.get('floor', float('nan')):.3f})"
+                                                 for k, v in per.items() if isinstance(v, dict) and isinstance(v.get("value"), float)))
+        print("  class consistency", json.dumps(res.get("class_consistency")))
+        mem = res.get("memorisation", {})
+        for space in ("pixel", "feature"):
+            if space in mem:
+                print(f"  memorisation {space}: " + json.dumps({k: v for k, v in mem[space].items() if not isinstance(v, (list, dict))}))
 
 
 if __name__ == "__main__":

@@ -101,3 +101,23 @@ def test_make_pretrained_script_writes_card(tiny_run: Path, tmp_path: Path) -> N
     assert card.startswith("# tiny-16") and "doi:10.17632/rscbjbr9sj.2" in card and "| width | 8 |" in card
     assert "Evaluation" in card and "Not recorded" in card
     assert load_pretrained(tmp_path / "tiny-16.pt", "cpu").size == 16
+
+
+def test_model_card_shows_per_class_figures_with_their_intervals(tmp_path: Path) -> None:
+    """The card's evaluation section: per class n (patients), precision/recall/coverage with the
+    patient-bootstrap interval, and the floors (issue 12 item 3)."""
+    import json
+
+    spec = importlib.util.spec_from_file_location("make_pretrained", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    m = lambda v, f: {"value": v, "floor": f}  # noqa: E731
+    per = {"n": 227, "n_patients": 180, "fd": m(0.5, 0.03), "precision": m(0.96, 0.88), "recall": m(0.28, 0.92),
+           "coverage": m(0.88, 0.98), "ci95": {"precision": [0.9, 0.99], "recall": [0.2, 0.35], "coverage": [0.8, 0.93]}}
+    ev = {"overall": {"fd": m(0.05, 0.03), "precision": m(0.96, 0.88), "recall": m(0.4, 0.9)}, "n": 563,
+          "features": {"name": "random"}, "per_class": {"NORMAL": per, "PNEUMONIA": {**per, "n": 336, "ci95": {}}}}
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(ev))
+    text = mod._eval_section(f"independent space={path}")
+    assert "| NORMAL | 227 (180) | 0.96 [0.9, 0.99] | 0.28 [0.2, 0.35] | 0.88 [0.8, 0.93] | 0.88 / 0.92 / 0.98 |" in text
+    assert "| PNEUMONIA | 336 (180) | 0.96 | 0.28 | 0.88 |" in text and text.startswith("### independent space")

@@ -166,6 +166,7 @@ def plot_learning_curve(results: dict) -> bytes:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for base, by in results["learning_curve"].items():
@@ -176,6 +177,9 @@ def plot_learning_curve(results: dict) -> bytes:
         hi = np.array([p["hi"] if p["hi"] is not None else np.nan for p in pts], float)
         ax.errorbar(x, y, yerr=[np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)], marker="o", ms=3, capsize=3, label=base)
     ax.set_xscale("log")
+    ticks = sorted({round(p["real_patients"]) for by in results["learning_curve"].values() for p in by.values()})
+    ax.set_xticks(ticks, [str(t) for t in ticks])  # the measured patient counts, not 3x10^1 beside 4x10^1
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set(xlabel="real training patients per fold", ylabel="AUC on the fold test sets", title="learning curve (95% CI)")
     ax.legend(fontsize=7)
     out = _png(fig)
