@@ -52,8 +52,8 @@ def main() -> None:
         assert cli(["train", str(prep), "--out", str(run), "--conditional", "--max-time", str(60 * a.minutes), "--threads", "1",
                     "--eval-every", "150", "--sample-every", "100", "--ckpt-every", "200", "--force"]) == 0
         print(f"training wall time {time.time() - t0:.0f} s")
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    last = rows[-1]
+    rows = [r for r in (json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()) if "images" in r]
+    last = rows[-1]  # the last training record (evaluation records have no image count)
     print(f"steps {last['step']}, images {last['images']}, train time {last['time']:.0f} s, mean img/s {last['images'] / last['time']:.1f}")
     for r in rows:
         if "fd_xray" in r:

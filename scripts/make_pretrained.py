@@ -64,6 +64,7 @@ def _eval_section(spec: str) -> str:
     label, _, path = spec.rpartition("=")
     e = json.loads(Path(path).read_text())
     o, src = e["overall"], e.get("run") or {"fake": e.get("fake")}
+    src = {k: (Path(v).name if isinstance(v, str) and ("/" in v or "\\" in v) else v) for k, v in src.items()}  # no machine paths
     rows = [("Fréchet distance (FD)", o["fd"]), ("precision", o["precision"]), ("recall", o["recall"]),
             ("density", o.get("density")), ("coverage", o.get("coverage"))]
     lines = [f"### {label or path}", "", f"Source: {json.dumps(src)}; n = {e['n']} per side, features `{e['features']['name']}` "
@@ -96,7 +97,7 @@ def _eval_section(spec: str) -> str:
 
 
 LIMITS = """\
-- Trained for only about {minutes:.0f} minutes on {threads} CPU thread(s) ({step} steps, {images} images seen): its
+- Trained for only {trained} on {threads} CPU thread(s) ({step} steps, {images} images seen): its
   figures stay below their real-vs-real floors (see the tables above: FD far above its floor; per-class
   recall and coverage say how much of each class's variety the samples reach). Do not expect it to help
   a classifier without checking with `xraygan experiment`.
@@ -110,9 +111,12 @@ LIMITS = """\
 
 
 def render_card(state: dict[str, Any], ds: dict[str, Any] | None, evals: list[str], file_bytes: int, run: Path,
-                checkpoint: str) -> str:
-    """The model card (Markdown) of an exported pretrained model."""
+                checkpoint: str, training_time: str | None = None) -> str:
+    """The model card (Markdown) of an exported pretrained model. Paths appear by their last part only
+    (a card ships in the package: no machine paths)."""
     cfg, name = state["config"], state["name"]
+    trained = training_time or f"{state['elapsed'] / 60:.1f} minutes"
+    checkpoint = checkpoint if checkpoint in ("best", "latest") else Path(checkpoint).name
     n_params = sum(v.numel() for k, v in state["generator"].items() if v.is_floating_point())
     parts = [f"# {name}", "", state["description"], "",
              "## Model", "",
@@ -121,7 +125,7 @@ def render_card(state: dict[str, Any], ds: dict[str, Any] | None, evals: list[st
              f"{state['ema']}, BatchNorm statistics recomputed from its own outputs), stored as {state['dtype']} "
              f"({file_bytes / 1e6:.2f} MB).",
              f"- Training: step {state['step']} (checkpoint `{checkpoint}`{', the lowest FD of the periodic evaluations' if checkpoint == 'best' else ''}), "
-             f"{state['images_seen']} images seen, {state['elapsed'] / 60:.1f} minutes of training on CPU; "
+             f"{state['images_seen']} images seen, {trained} of training on CPU; "
              f"exported from run `{run.name}`.",
              "", "| setting | value |", "|---|---|"]
     parts += [f"| {k} | {_f(cfg[k])} |" for k in CONFIG_KEYS if k in cfg]
@@ -129,7 +133,7 @@ def render_card(state: dict[str, Any], ds: dict[str, Any] | None, evals: list[st
     parts += [_eval_section(p) + "\n" for p in evals] or ["Not recorded.\n"]
     parts += ["## Intended use", "", INTENDED_USE, "## Out of scope", "", OUT_OF_SCOPE, "## Known limits", "",
               LIMITS.format(step=state["step"], images=state["images_seen"], dtype=state["dtype"],
-                            minutes=state["elapsed"] / 60, threads=cfg.get("threads") or "all"),
+                            trained=trained, threads=cfg.get("threads") or "all"),
               "## Use", "", "```", "xraygan pretrained", f"xraygan generate --pretrained {name} --n 100 --out synthetic/", "```", ""]
     return "\n".join(parts)
 
@@ -143,11 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval", action="append", default=[], metavar="[TITLE=]FILE", help="evaluation JSON(s) to quote in the card, each with an optional title")
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="storage type of the weights")
     p.add_argument("--out-dir", type=Path, default=PRETRAINED_DIR, help="where the .pt and .md go")
+    p.add_argument("--training-time", help="how long it trained, as the card says it (default: the run's wall minutes), "
+                   "e.g. '4 CPU-minutes (process CPU time)'")
     a = p.parse_args(argv)
     out = a.out_dir / f"{a.name}.pt"
     state = export_pretrained(a.run, out, a.checkpoint, a.name, a.description, a.dtype)
     run = Path(a.run).resolve()
-    card = render_card(state, _dataset(state["config"], run), a.eval, out.stat().st_size, run, str(a.checkpoint))
+    card = render_card(state, _dataset(state["config"], run), a.eval, out.stat().st_size, run, str(a.checkpoint), a.training_time)
     atomic_write_text(a.out_dir / f"{a.name}.md", card)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and {a.out_dir / (a.name + '.md')}")
     return 0
