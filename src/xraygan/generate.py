@@ -4,7 +4,7 @@ Two ways in:
 
 - :func:`generate` writes PNGs to ``DIR/<label>/synthetic_000000.png`` (so ``DIR`` is a valid
   ``prepare``/``evaluate`` input) and ``DIR/manifest.csv`` (file, label, seed, run, checkpoint;
-  its format version is in ``DIR/.xraygan``: :func:`xraygan.utils.formats.stamp_generated_set`).
+  its format version is in ``DIR/.xraygan``: :func:`xraygan.utils.formats.generated_set_marker`).
   The folder name is the label made safe (:func:`xraygan.utils.paths.safe_component`: a label such
   as ``../x`` or ``a/b`` never leaves ``DIR``); the manifest keeps the label's own text.
 - :func:`load_generator` returns a :class:`Sampler` for code that wants tensors::
@@ -84,6 +84,7 @@ def generate(run: str | Path | None, n: int, out: str | Path, label: str | int |
     then reads ``pretrained:NAME``.
     """
     from xraygan import __version__
+    from xraygan.utils.formats import generated_set_marker
     from xraygan.utils.fs import check_output_dir, staged_output_dir
 
     if n < 1:
@@ -103,7 +104,7 @@ def generate(run: str | Path | None, n: int, out: str | Path, label: str | int |
         from xraygan.export.dicom import SyntheticDicomWriter
 
         dicom = SyntheticDicomWriter(run_name=Path(run_s).name, checkpoint=Path(ckpt_s).name)
-    with staged_output_dir(out, force, kind="generated", inputs=inputs) as stage:
+    with staged_output_dir(out, force, kind="generated", inputs=inputs, marker=generated_set_marker()) as stage:
         dirs = {}  # label -> its folder, checked to stay inside the output once
         for i in sorted({labels[i] for i in range(n)}):
             dirs[i] = path_under(stage, folders[names[i]], what="generate")
@@ -114,9 +115,6 @@ def generate(run: str | Path | None, n: int, out: str | Path, label: str | int |
             w = csv.DictWriter(fh, fieldnames=["file", "label", "seed", "run", "checkpoint"])
             w.writeheader()
             w.writerows(rows)
-    from xraygan.utils.formats import stamp_generated_set
-
-    stamp_generated_set(out)  # the set's format_version, in its .xraygan marker (docs/formats.md); still under the lock
     return Path(out)
 
 

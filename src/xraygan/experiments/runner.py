@@ -210,7 +210,7 @@ def read_protocol(proto: Path) -> dict:
     """``OUT/protocol.json`` of an experiment to resume, its format checked (docs/formats.md):
     formats 1 (written without a format_version) and 2 resume; a newer one, or a file that is not
     a protocol, is a one-line error naming it (upgrade xraygan, or run into another --out)."""
-    from xraygan.utils.formats import FormatVersionError, check_format_version
+    from xraygan.utils.formats import check_format_version
 
     fresh = "choose another --out to run these options with this xraygan (the old folder is left as it is)"
     try:
@@ -219,11 +219,8 @@ def read_protocol(proto: Path) -> dict:
         raise XrayganError(f"{proto}: unreadable experiment protocol ({type(e).__name__}: {e}); {fresh}") from None
     if not isinstance(doc, dict) or doc.get("format", FORMAT) != FORMAT:
         raise XrayganError(f"{proto}: not an xraygan experiment protocol; {fresh}")
-    version = doc.get("format_version", 1)
-    if isinstance(version, int) and not isinstance(version, bool) and version > PROTOCOL_FORMAT_VERSION:
-        raise FormatVersionError(f"{proto}: experiment protocol format {version} is newer than this xraygan reads "
-                                 f"(formats 1 to {PROTOCOL_FORMAT_VERSION}); upgrade xraygan (pip install -U xraygan), or {fresh}")
-    check_format_version(proto, version, what="experiment protocol", current=PROTOCOL_FORMAT_VERSION, rerun=fresh)
+    check_format_version(proto, doc.get("format_version", 1), what="experiment protocol", current=PROTOCOL_FORMAT_VERSION,
+                         rerun=fresh, newer=fresh)
     return doc
 
 

@@ -11,8 +11,8 @@ a version, is rebuilt by re-running the command that wrote it.
 The evaluation JSON carries ``format``/``format_version`` like the others; its readers call
 :func:`check_evaluation`. A generated image set (``manifest.csv`` and its class folders) keeps its
 version in the folder's ``.xraygan`` marker (``format``/``format_version`` beside ``kind``), so
-that ``manifest.csv`` stays a plain CSV for pandas and the csv module: :func:`stamp_generated_set`
-(``generate``) and :func:`check_generated_set` (every reader of the manifest).
+that ``manifest.csv`` stays a plain CSV for pandas and the csv module: :func:`generated_set_marker`
+(the marker keys ``generate`` writes) and :func:`check_generated_set` (every reader of the manifest).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from typing import Any
 from xraygan.errors import XrayganError
 
 __all__ = ["EVAL_FORMAT", "EVAL_FORMAT_VERSION", "GENERATED_FORMAT", "GENERATED_FORMAT_VERSION", "FormatVersionError",
-           "check_evaluation", "check_format_version", "check_generated_set", "stamp_generated_set"]
+           "check_evaluation", "check_format_version", "check_generated_set", "generated_set_marker"]
 
 EVAL_FORMAT = "xraygan-evaluation"  # the JSON `xraygan evaluate` writes (RUN/eval/*.json, --out)
 EVAL_FORMAT_VERSION = 1  # a result without format/format_version (written before they existed) is format 1
@@ -36,11 +36,12 @@ class FormatVersionError(XrayganError):
 
 
 def check_format_version(path: str | os.PathLike, version: Any, *, what: str, current: int, oldest: int = 1,
-                         rerun: str) -> int:
+                         rerun: str, newer: str | None = None) -> int:
     """``version`` (a file's ``format_version``) as an int when ``oldest <= version <= current``.
 
     Otherwise a one-line error naming ``path``: :class:`FormatVersionError` for a version that is
-    newer (upgrade xraygan), older or missing (``rerun``: how to write the file again), and a plain
+    newer (upgrade xraygan, or ``newer`` when given: another way out), older or missing (``rerun``: how
+    to write the file again), and a plain
     :class:`~xraygan.errors.XrayganError` for one that is not an integer (a damaged file).
     """
     from xraygan import __version__
@@ -53,26 +54,16 @@ def check_format_version(path: str | os.PathLike, version: Any, *, what: str, cu
         raise XrayganError(f"{path}: damaged {what} (format_version {version!r} is not an integer); {rerun}")
     if version > current:
         raise FormatVersionError(f"{path}: {what} format {version} is newer than this xraygan {__version__} reads ({known}); "
-                                 "upgrade xraygan (pip install -U xraygan) to read it")
+                                 "upgrade xraygan (pip install -U xraygan) to read it" + (f", or {newer}" if newer else ""))
     if version < oldest:
         raise FormatVersionError(f"{path}: {what} format {version} is older than this xraygan {__version__} reads ({known}); "
                                  f"{rerun}")
     return version
 
 
-def stamp_generated_set(folder: str | os.PathLike) -> None:
-    """Record the generated-set format in the ``.xraygan`` marker of the finished set ``folder``
-    (the marker :func:`xraygan.utils.fs.staged_output_dir` wrote, other keys kept; one atomic
-    write); ``manifest.csv`` itself stays a plain CSV. A set without it reads as format 1."""
-    import json
-    from pathlib import Path
-
-    from xraygan.utils.atomic import atomic_write_json
-    from xraygan.utils.ownership import MARKER
-
-    marker = Path(folder) / MARKER
-    doc = json.loads(marker.read_text()) if marker.is_file() else {"kind": "generated"}
-    atomic_write_json(marker, {**doc, "format": GENERATED_FORMAT, "format_version": GENERATED_FORMAT_VERSION})
+def generated_set_marker() -> dict:
+    """The ``.xraygan`` marker keys of a generated image set (``generate`` writes them with the set)."""
+    return {"format": GENERATED_FORMAT, "format_version": GENERATED_FORMAT_VERSION}
 
 
 def check_generated_set(folder: str | os.PathLike) -> int | None:

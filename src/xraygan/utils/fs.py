@@ -56,11 +56,12 @@ __all__ = ["GENERATED_MANIFEST_HEADER", "KINDS", "MARKER", "Terminated", "atomic
 
 @contextlib.contextmanager
 def staged_output_dir(path: str | os.PathLike, force: bool = False, what: str = "output folder", kind: str | None = None,
-                      inputs: Iterable[str | os.PathLike | None] = ()) -> Iterator[Path]:
+                      inputs: Iterable[str | os.PathLike | None] = (), marker: dict | None = None) -> Iterator[Path]:
     """Yield a fresh staging folder; on success it replaces ``path``, on any error it is removed.
 
     Holds the lock of ``path`` (:func:`output_lock`) throughout, checks it with
-    :func:`check_output_dir` under that lock, and writes the ``kind`` marker into the staging folder.
+    :func:`check_output_dir` under that lock, and writes the ``kind`` marker (with the ``marker``
+    keys) into the staging folder.
     The existing ``path`` (only allowed with ``force``) is kept untouched until the new content is
     complete, so a failure never loses the old result nor leaves a partial new one. SIGTERM while
     staging raises :class:`Terminated` (the staging folder is removed); during the final renames it
@@ -78,7 +79,7 @@ def staged_output_dir(path: str | os.PathLike, force: bool = False, what: str = 
             try:
                 yield stage
                 if kind is not None:
-                    write_marker(stage, kind)
+                    write_marker(stage, kind, marker)
                 with _deferred_sigterm() as got:
                     if path.exists():
                         old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))

@@ -34,13 +34,14 @@ def is_nonempty_dir(path: Path) -> bool:
     return any(path.iterdir())
 
 
-def write_marker(folder: str | os.PathLike, kind: str) -> None:
-    """Write the ``.xraygan`` marker that makes ``folder`` an xraygan output of ``kind``."""
+def write_marker(folder: str | os.PathLike, kind: str, extra: dict | None = None) -> None:
+    """Write the ``.xraygan`` marker that makes ``folder`` an xraygan output of ``kind``; ``extra``
+    keys go in beside it (a generated set's ``format``/``format_version``)."""
     from xraygan import __version__
 
     if kind not in KINDS:
         raise ValueError(f"unknown output kind {kind!r}")
-    atomic_write_json(Path(folder) / MARKER, {"kind": kind, "xraygan_version": __version__})
+    atomic_write_json(Path(folder) / MARKER, {"kind": kind, "xraygan_version": __version__, **(extra or {})})
 
 
 def _read_format(path: Path, loader: Callable[[str], Any]) -> Any:
