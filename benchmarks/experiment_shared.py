@@ -6,6 +6,7 @@ On ``../shared/data/chest-xray-pneumonia`` prepared at 64 px: small CNN, 3 folds
 time of the synthetic arm is reported as a ratio to the real arm measured in the same run.
 
     python benchmarks/experiment_shared.py [--work DIR] [--gan-steps 1500] [--steps 500] [--threads 1] [--device auto]
+        [--repeats R] [--controls oracle] [--workers N]
 
 Every classifier of both arms takes the same number of optimiser steps (``--steps``), so only the
 training data differs between arms (``--epochs`` counts epochs of the real images, also the same
@@ -42,6 +43,8 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1, help="fresh patient-grouped partitions (issue 13)")
+    ap.add_argument("--controls", default="", help="control arms on the same folds, e.g. 'oracle' or 'oracle,noise' (the oracle runs where the fraction is below 1)")
+    ap.add_argument("--workers", type=int, default=1, help="local worker processes for the classifier units")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -68,7 +71,8 @@ def main() -> None:
     for frac in [float(f) for f in args.fractions.split(",")]:
         cfg = ExperimentConfig(
             prepared=str(prep), out=str(args.work / f"fraction{frac:g}"), gan_config=str(gan_cfg),
-            arms=("real", "real+synthetic"), ratios=(1.0,), folds=args.folds, seeds=args.seeds, repeats=args.repeats, real_fraction=frac,
+            arms=("real", "real+synthetic"), ratios=(1.0,), controls=tuple(c for c in args.controls.split(",") if c),
+            workers=args.workers, folds=args.folds, seeds=args.seeds, repeats=args.repeats, real_fraction=frac,
             classifier=ClassifierConfig(classifier="small", input_size=64, batch=32,
                                         **({"epochs": args.epochs} if args.epochs else {"steps": args.steps})),
             device=args.device)

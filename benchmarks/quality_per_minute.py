@@ -14,7 +14,9 @@ PREPARED is a prepared dataset of the shared chest X-rays (``xraygan prepare
 - ``tutorial``: the unconditional ``dcgan-tutorial`` (the reference; pooled FD/KID only);
 - every other family registered in ``FAMILIES`` (e.g. ``fastgan``, ``projected``), conditional, at
   its defaults;
-- ``w32b64``, ``w64b32``: DCGAN width/batch candidates for the CPU default.
+- ``w32b64``, ``w64b32``: DCGAN width/batch candidates for the CPU default;
+- ``cpu-translate`` (DiffAugment translation), ``cpu-nobalance`` (labels at the data's class
+  frequencies instead of balanced): ``cpu-auto`` with one change.
 
 Training time is **process CPU time** (``time.process_time()``) of the training process, counted
 from the arm's start; the snapshot checkpoints written at each mark are excluded (their CPU time is
@@ -59,6 +61,8 @@ FAKE_SEED, FLOOR_SEED, TEST_MIN = 123457, 99, 200
 SPACES = ("xray", "random")
 ENCODER_ARMS = {"projected"}  # D reads the X-ray encoder: judged in the random space only
 CANDIDATES = {"w32b64": {"width": 32, "batch": 64}, "w64b32": {"width": 64, "batch": 32}}
+# the CPU default with one change (64-px diagnosis: NORMAL recall and copying after 10 minutes)
+CPU_VARIANTS = {"cpu-translate": {"diffaug": "translation"}, "cpu-nobalance": {"model_options": {"balance": False}}}
 
 
 def arm_config(arm: str, size: int) -> dict:
@@ -67,20 +71,20 @@ def arm_config(arm: str, size: int) -> dict:
 
     if arm == "default":
         return {"model": "dcgan", "conditional": True}
-    if arm == "cpu-auto":
+    if arm == "cpu-auto" or arm in CPU_VARIANTS:
         from xraygan.training.config import TrainConfig, auto_settings
 
         chosen, _ = auto_settings("cpu", size, TrainConfig(), given=set())
         chosen.pop("steps", None)
         chosen.pop("max_time", None)
-        return {**chosen, "model": "dcgan", "conditional": True}
+        return {**chosen, "model": "dcgan", "conditional": True, **CPU_VARIANTS.get(arm, {})}
     if arm == "tutorial":
         return {"model": "dcgan-tutorial", "conditional": False}
     if arm in CANDIDATES:
         return {"model": "dcgan", "conditional": True, **CANDIDATES[arm]}
     if arm in FAMILIES:
         return {"model": arm, "conditional": True}
-    raise SystemExit(f"unknown arm {arm}; choose from default, cpu-auto, tutorial, {', '.join(CANDIDATES)}, or a family of {', '.join(FAMILIES)}")
+    raise SystemExit(f"unknown arm {arm}; choose from default, cpu-auto, tutorial, {', '.join([*CANDIDATES, *CPU_VARIANTS])}, or a family of {', '.join(FAMILIES)}")
 
 
 class Snapshots:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -388,3 +390,33 @@ def test_gan_source_trains_one_gan_per_fold_on_training_patients_only(tiny_prepa
     (out / "units" / "fold0_seed0_synthetic.json").unlink()
     assert run_experiment(cfg, progress=False)["units_run_this_invocation"] == 1
     assert ckpt.stat().st_mtime_ns == before  # the finished GAN was reused, not retrained
+
+
+def test_interrupted_fold_gan_continues_from_its_checkpoint(tiny_prepared, tmp_path, caplog):
+    gan_cfg = tmp_path / "gan.yaml"
+    gan_cfg.write_text("model: dcgan\nsize: 16\nsteps: 6\nbatch: 8\nconditional: true\nckpt_every: 3\nsample_every: 1000\n")
+    out = tmp_path / "g"
+    cfg = _cfg(tiny_prepared, out, gan_config=str(gan_cfg), arms=("real+synthetic",), seeds=1, folds=2)
+    run_experiment(cfg, progress=False)
+    run = out / "gans" / "fold0" / "conditional"
+    whole = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    # as if stopped after step 3: no .done marker, latest.pt at step 3, the fold's unit not run
+    (run.with_name("conditional.done")).unlink()
+    shutil.copyfile(run / "checkpoints" / "step_00000003.pt", run / "checkpoints" / "latest.pt")
+    (out / "units" / "fold0_seed0_real+synthetic_x1.json").unlink()
+    with caplog.at_level(logging.INFO, logger="xraygan"):
+        assert run_experiment(cfg, progress=False)["units_run_this_invocation"] == 1
+    assert "continuing GAN conditional from step 3 to 6" in caplog.text
+    resumed = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    assert resumed["step"] == 6 and run.with_name("conditional.done").is_file()
+    for name, t in whole["modules"]["G"].items():
+        assert torch.equal(t, resumed["modules"]["G"][name]), name  # the same weights as the uninterrupted GAN
+    # another request (a changed GAN config) is not continued: the old run is retrained from scratch
+    (run.with_name("conditional.done")).unlink()
+    request = run.with_name("conditional.request.json")
+    request.write_text(request.read_text().replace('"seed": ', '"seed": 1'))
+    (out / "units" / "fold0_seed0_real+synthetic_x1.json").unlink()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="xraygan"):
+        run_experiment(cfg, progress=False)
+    assert "training GAN conditional for 6 steps" in caplog.text and "continuing" not in caplog.text

@@ -16,6 +16,7 @@ a protocol that cannot tell a perfect generator from noise cannot judge a real o
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -223,15 +224,11 @@ def train_fold_gans(cfg, ds: PreparedDataset, fold: Fold, out: Path, device) -> 
         run = fold_dir / (f"class{c}" if c is not None else "conditional")
         done = run.with_name(run.name + ".done")
         if not done.is_file():
-            import shutil
-
-            shutil.rmtree(run, ignore_errors=True)  # an interrupted run is retrained from scratch
             tc = _replace_cfg(base, data=str(data), out=str(run), split=("train",), device=str(device),
                               label=ds.classes[c] if c is not None else None, seed=base.seed + 7919 * fold.index + 104729 * fold.repeat,
                               steps=cfg.gan_steps or base.steps, force=False, max_time=None)
-            log.info("%s: training GAN %s for %d steps", fold.name, run.name, tc.steps)
             t0 = time.perf_counter()
-            train(tc)
+            _train_or_resume(train, tc, run, fold.name)
             reached = _last_step(run)
             if reached < tc.steps:  # stopped early (Ctrl-C, SIGTERM): never mark a partial GAN as finished
                 raise XrayganError(f"GAN {run} stopped at step {reached} of {tc.steps}; re-run the experiment to train it again")
@@ -239,6 +236,52 @@ def train_fold_gans(cfg, ds: PreparedDataset, fold: Fold, out: Path, device) -> 
         check_no_leakage(gan_training_patients(run), test_patients, what=f"GAN {run}")
         runs[c] = run
     return GanSource(runs, ds.classes, device=str(device))
+
+
+def _gan_request(tc) -> dict:
+    """What defines a fold GAN's training, for telling whether an interrupted run may be continued:
+    its options without the step budget and the runtime fields (device, threads, ...)."""
+    d = tc.to_dict()
+    for k in ("steps", "out", "device", "threads", "force", "max_time", "amp", "precision", "channels_last"):
+        d.pop(k, None)
+    return json.loads(json.dumps(d, sort_keys=True, default=str))
+
+
+def _train_or_resume(train, tc, run: Path, fold_name: str) -> None:
+    """Train the fold GAN ``tc`` into ``run``, continuing an interrupted run of the same request.
+
+    An interrupted run (no ``.done``) continues from its ``checkpoints/latest.pt`` (refreshed every
+    ``ckpt_every`` steps and ``ckpt_minutes``) when it was started for the same request and has not
+    passed the step budget: resuming gives the same weights as an uninterrupted run (the trainer's
+    exact resume). Anything else there (another request, no checkpoint) is removed and retrained.
+    """
+    import shutil
+
+    request = run.with_name(run.name + ".request.json")
+    latest = run / "checkpoints" / "latest.pt"
+    want = _gan_request(tc)
+    same = request.is_file() and latest.is_file() and json.loads(request.read_text()) == want
+    reached = _checkpoint_step(latest) if same else 0
+    if 0 < reached <= tc.steps:
+        from xraygan.training.loop import resume_config
+
+        log.info("%s: continuing GAN %s from step %d to %d", fold_name, run.name, reached, tc.steps)
+        train(resume_config(run, steps=tc.steps, device=tc.device, threads=tc.threads), resume=True)
+        return
+    shutil.rmtree(run, ignore_errors=True)  # not ours to continue: retrained from scratch
+    atomic_write_json(request, want)
+    log.info("%s: training GAN %s for %d steps", fold_name, run.name, tc.steps)
+    train(tc)
+
+
+def _checkpoint_step(path: Path) -> int:
+    """The step of a checkpoint, 0 when it cannot be read (a damaged file is retrained, not continued)."""
+    from xraygan.training.checkpoint import load_checkpoint
+
+    try:
+        return int(load_checkpoint(path)["step"])
+    except Exception:  # noqa: BLE001  (any unreadable checkpoint means: start again)
+        return 0
 
 
 def _last_step(run: Path) -> int:
