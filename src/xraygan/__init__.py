@@ -43,7 +43,7 @@ _API = {
     "write_secondary_capture": "xraygan.export.dicom:write_secondary_capture",
     "Tracker": "xraygan.training.tracking:Tracker",
     "run_experiment": "xraygan.experiments.runner:run_experiment",
-    "ExperimentConfig": "xraygan.experiments.runner:ExperimentConfig",
+    "ExperimentConfig": "xraygan.experiments.config:ExperimentConfig",
 }
 
 __all__ = ["__version__", *_API]

@@ -16,7 +16,8 @@ from xraygan.data.dataset import PreparedDataset
 from xraygan.errors import XrayganError
 from xraygan.experiments import folds as F
 from xraygan.experiments.classifier import ClassifierConfig, classic_augment, predict_scores, train_classifier
-from xraygan.experiments.runner import run_experiment, synthetic_counts
+from xraygan.experiments.runner import run_experiment
+from xraygan.experiments.units import synthetic_counts
 from xraygan.experiments import stats
 from xraygan.experiments.stats import VERDICT_WORDS, auc_score
 from xraygan.experiments.synthetic import NoiseSource, OracleSource, gan_training_patients
@@ -208,7 +209,7 @@ def test_epochs_give_every_arm_of_a_fold_the_same_steps_and_min_steps_is_a_floor
         assert 2 * (n_real // 8) < 7  # two epochs of the fold's real images are fewer steps than the floor
         assert [u["classifier_steps"] for u in units] == [7] * 3
     assert {lab: a["classifier_steps"] for lab, a in res["arms"].items()} == {lab: [7, 7] for lab in res["arms"]}
-    from xraygan.experiments.runner import unit_classifier
+    from xraygan.experiments.units import unit_classifier
 
     assert unit_classifier(ClassifierConfig(epochs=2, batch=8), 400, min_steps=7).steps == 100  # above the floor: epochs
     assert unit_classifier(ClassifierConfig(steps=3), 400, min_steps=7).steps == 3  # --steps is taken as given
@@ -322,7 +323,7 @@ def test_margin_and_repeats_are_checked(tiny_prepared, tmp_path):
 
 
 def test_verdict_text_explains_p_values_that_seem_to_disagree():
-    from xraygan.experiments.summary import _because
+    from xraygan.experiments.compare import _because
 
     tt = stats.corrected_repeated_cv_ttest([[0.03, 0.025, 0.035, 0.03, 0.028]], n_train=100, n_test=10)
     assert tt.p < 0.05

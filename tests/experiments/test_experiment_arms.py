@@ -114,9 +114,9 @@ def test_class_fraction_keeps_the_other_classes_whole_and_fractions_nest(tiny_pr
 
 def test_cli_min_steps_default_is_the_runners():
     from xraygan.commands import experiment as cmd
-    from xraygan.experiments import runner
+    from xraygan.experiments import config
 
-    assert cmd.MIN_STEPS == runner.MIN_STEPS == ExperimentConfig(prepared="p", out="o").min_steps
+    assert cmd.MIN_STEPS == config.MIN_STEPS == ExperimentConfig(prepared="p", out="o").min_steps
 
 
 def test_real_fraction_list_is_a_learning_curve_on_nested_fold_manifests(tiny_prepared, tmp_path):

@@ -15,7 +15,9 @@ from xraygan.errors import XrayganError
 from xraygan.experiments import folds as F
 from xraygan.experiments import stats
 
-from xraygan.experiments.runner import inner_split, refuse_training_overlap, run_experiment
+from xraygan.experiments.folds import inner_split
+from xraygan.experiments.heldout import refuse_training_overlap
+from xraygan.experiments.runner import run_experiment
 from tests.helpers import tiny_experiment
 
 

@@ -13,7 +13,7 @@ import pytest
 from tests.helpers import tiny_experiment
 from xraygan.cli import main
 from xraygan.errors import XrayganError
-from xraygan.experiments.runner import FORMAT, PROTOCOL_FORMAT_VERSION, _open_out, read_protocol
+from xraygan.experiments.protocol import FORMAT, PROTOCOL_FORMAT_VERSION, open_out, read_protocol
 from xraygan.utils.formats import FormatVersionError
 from xraygan.utils.fs import write_marker
 
@@ -45,7 +45,7 @@ def test_the_committed_protocol_is_read():
 @pytest.mark.parametrize("version", [None, 1, 2])
 def test_formats_1_and_2_resume_and_are_rewritten_as_today(tmp_path, version):
     cfg, proto = _folder(tmp_path, format_version=version)
-    assert _open_out(cfg) == proto.parent
+    assert open_out(cfg) == proto.parent
     doc = json.loads(proto.read_text())
     assert doc["format_version"] == PROTOCOL_FORMAT_VERSION and doc["unit_fingerprint"] == cfg.unit_fingerprint()
     assert (proto.parent / "units").is_dir()
@@ -61,7 +61,7 @@ def test_other_formats_are_refused_and_the_folder_is_left_alone(tmp_path, change
     cfg, proto = _folder(tmp_path, **changes)
     before = proto.read_text()
     with pytest.raises(cls) as e:
-        _open_out(cfg)
+        open_out(cfg)
     msg = str(e.value)
     assert "\n" not in msg and str(proto) in msg and all(w in msg for w in words), msg
     assert proto.read_text() == before and not (proto.parent / "units").exists()

@@ -23,9 +23,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from xraygan.options import arg, fraction, integer, nonneg_float, positive_float, positive_int, seed
+from xraygan.options import arg, fraction, integer, positive_float, positive_int, seed
 
-MIN_STEPS = 200  # the default of --min-steps (xraygan.experiments.runner.MIN_STEPS; a test keeps them equal)
+MIN_STEPS = 200  # the default of --min-steps (xraygan.experiments.config.MIN_STEPS; a test keeps them equal)
 
 HELP = "does synthetic data help a classifier? folds x seeds, CIs, paired tests, verdicts"
 

@@ -156,7 +156,7 @@ def inner_split(ds: PreparedDataset, fold: Fold) -> tuple[Fold, np.ndarray, str 
 
 
 def _hash_seed(*parts: int) -> int:
-    """The runner's unit seed hash (:func:`xraygan.experiments.runner._seed`), so the inner split is the same as before it moved here."""
+    """The runner's unit seed hash (:func:`xraygan.experiments.units._seed`), so the inner split is the same as before it moved here."""
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "little")
 
 

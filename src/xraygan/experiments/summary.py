@@ -18,7 +18,6 @@ records and passes them in.
 """
 from __future__ import annotations
 
-import json
 import platform
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import numpy as np
 from xraygan.data.dataset import PreparedDataset
 from xraygan.experiments import stats
 from xraygan.experiments.folds import Fold
-from xraygan.experiments.compare import Context, _because, compare_all  # noqa: F401 (_because: tests)
+from xraygan.experiments.compare import Context, compare_all
 from xraygan.experiments.plots import plot_calibration, plot_ci, plot_confusion, plot_roc
 from xraygan.experiments.stats_multiclass import bootstrap_multiclass, multiclass_metrics
 from xraygan.utils.fs import atomic_write_bytes, atomic_write_json, atomic_write_text
