@@ -78,7 +78,8 @@ def _eval_section(spec: str) -> str:
         lines.append(f"| FD {c} (n {v.get('n')}) | {_f(v['fd']['value'])} | {_f(v['fd']['floor'])} |")
     if per_class:
         lines += ["", "Per class (the real side: patients the model never trained on when the real set is a prepared "
-                  "dataset's val/test split; 95% patient-bootstrap interval in brackets):", "",
+                  "dataset's val/test split; 95% bootstrap interval in brackets: recall and coverage resample real "
+                  "patients, precision the synthetic images):", "",
                   "| class | n real (patients) | precision | recall | coverage | floor P / R / C |", "|---|---|---|---|---|---|"]
         for c, v in per_class.items():
             ci = v.get("ci95") or {}
@@ -101,7 +102,7 @@ LIMITS = """\
   figures stay below their real-vs-real floors (see the tables above: FD far above its floor; per-class
   recall and coverage say how much of each class's variety the samples reach). Do not expect it to help
   a classifier without checking with `xraygan experiment`.
-- 64 px only; one hospital, one age group (1-5 years), one device mix; class imbalance of the source
+- {size} px only; one hospital, one age group (1-5 years), one device mix; class imbalance of the source
   (about 3 PNEUMONIA per NORMAL image).
 - Weights stored as {dtype}: images differ from the original float32 checkpoint's by at most 1 grey level
   (measured on 200 images, seed 0: 0.8% of pixels differ by 1, none by more).
@@ -132,7 +133,7 @@ def render_card(state: dict[str, Any], ds: dict[str, Any] | None, evals: list[st
     parts += ["", "## Training data", "", _data_section(ds), "", "## Evaluation", ""]
     parts += [_eval_section(p) + "\n" for p in evals] or ["Not recorded.\n"]
     parts += ["## Intended use", "", INTENDED_USE, "## Out of scope", "", OUT_OF_SCOPE, "## Known limits", "",
-              LIMITS.format(step=state["step"], images=state["images_seen"], dtype=state["dtype"],
+              LIMITS.format(size=state["size"], step=state["step"], images=state["images_seen"], dtype=state["dtype"],
                             trained=trained, threads=cfg.get("threads") or "all"),
               "## Use", "", "```", "xraygan pretrained", f"xraygan generate --pretrained {name} --n 100 --out synthetic/", "```", ""]
     return "\n".join(parts)
