@@ -175,6 +175,32 @@ class MinibatchStdDev(nn.Module):
         return torch.cat([x, y], dim=1)
 
 
+class ProjectionHead4:
+    """The 4x4 end of the StyleGAN2 and PGGAN discriminators, a mixin of their ``nn.Module``:
+    minibatch standard deviation, a 3x3 convolution, a fully connected layer to the features, one
+    logit, and with classes a projection term <embed(y), features> / sqrt(dim) (Miyato & Koyama
+    2018). The layers keep their names (``mbstd``, ``conv``, ``fc``, ``out``, ``embed``) on the
+    discriminator itself, so checkpoints are unchanged."""
+
+    def build_head(self, c4: int, num_classes: int, mbstd_group: int) -> None:
+        self.mbstd = MinibatchStdDev(mbstd_group)
+        self.conv = EqualConv2d(c4 + 1, c4, 3, activation=True)
+        self.fc = EqualLinear(c4 * 16, c4, activation=True)
+        self.out = EqualLinear(c4, 1)
+        self.embed = EqualLinear(num_classes, c4, bias=False) if num_classes else None
+
+    def head(self, h: torch.Tensor, labels: Optional[torch.Tensor], num_classes: int, return_features: bool):
+        """Logits (N,) of the 4x4 activations ``h``; with ``return_features`` also the features (N, c4)."""
+        feat = self.fc(self.conv(self.mbstd(h)).flatten(1))
+        logits = self.out(feat)[:, 0]
+        if self.embed is not None:
+            if labels is None:
+                raise ValueError("this discriminator is conditional: pass labels")
+            onehot = F.one_hot(labels.long(), num_classes).to(feat.dtype)
+            logits = logits + (self.embed(onehot) * feat).sum(dim=1) / math.sqrt(feat.shape[1])
+        return (logits, feat) if return_features else logits
+
+
 class ModulatedConv2d(nn.Module):
     """StyleGAN2 weight (de)modulation: scale input channels by a style, convolve, renormalise.
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xraygan.models.layers import EqualConv2d, EqualLinear, MinibatchStdDev, PixelNorm, ResolutionLadder
+from xraygan.models.layers import EqualConv2d, EqualLinear, PixelNorm, ProjectionHead4, ResolutionLadder
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class PGGANGenerator(nn.Module):
         return img
 
 
-class PGGANDiscriminator(nn.Module):
+class PGGANDiscriminator(ProjectionHead4, nn.Module):
     """``forward(x, labels, stage, alpha)`` -> logits (N,) for images at resolution 4*2**stage."""
 
     def __init__(self, cfg: PGGANConfig) -> None:
@@ -114,12 +114,7 @@ class PGGANDiscriminator(nn.Module):
             self.blocks.append(nn.Sequential(EqualConv2d(cfg.channels(r), cfg.channels(r), 3, activation=True),
                                              EqualConv2d(cfg.channels(r), cfg.channels(r // 2), 3, activation=True),
                                              nn.AvgPool2d(2)))
-        c4 = cfg.channels(4)
-        self.mbstd = MinibatchStdDev(cfg.mbstd_group)
-        self.conv = EqualConv2d(c4 + 1, c4, 3, activation=True)
-        self.fc = EqualLinear(c4 * 16, c4, activation=True)
-        self.out = EqualLinear(c4, 1)
-        self.embed = EqualLinear(cfg.num_classes, c4, bias=False) if cfg.num_classes else None
+        self.build_head(cfg.channels(4), cfg.num_classes, cfg.mbstd_group)
 
     @property
     def feature_dim(self) -> int:
@@ -140,15 +135,7 @@ class PGGANDiscriminator(nn.Module):
                 h = torch.lerp(low, h, alpha)
             for s in range(stage - 1, 0, -1):
                 h = self.blocks[s - 1](h)
-        h = self.conv(self.mbstd(h))
-        feat = self.fc(h.flatten(1))
-        logits = self.out(feat)[:, 0]
-        if self.embed is not None:
-            if labels is None:
-                raise ValueError("this discriminator is conditional: pass labels")
-            onehot = F.one_hot(labels.long(), self.cfg.num_classes).to(feat.dtype)
-            logits = logits + (self.embed(onehot) * feat).sum(dim=1) / math.sqrt(feat.shape[1])
-        return (logits, feat) if return_features else logits
+        return self.head(h, labels, self.cfg.num_classes, return_features)
 
 
 def real_at_stage(x: torch.Tensor, stage: int, alpha: float) -> torch.Tensor:

@@ -17,8 +17,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from xraygan.models.layers import (EqualConv2d, EqualLinear, MinibatchStdDev, ModulatedConv2d,
-                                   NoiseInjection, PixelNorm, ResolutionLadder, binomial_kernel, downsample2x,
+from xraygan.models.layers import (EqualConv2d, EqualLinear, ModulatedConv2d,
+                                   NoiseInjection, PixelNorm, ProjectionHead4, ResolutionLadder, binomial_kernel, downsample2x,
                                    lrelu, upsample2x)
 
 
@@ -209,7 +209,7 @@ class DiscriminatorBlock(nn.Module):
         return (x + y) * (1 / math.sqrt(2))
 
 
-class StyleGAN2Discriminator(nn.Module):
+class StyleGAN2Discriminator(ProjectionHead4, nn.Module):
     """Residual discriminator; ``forward(x, labels)`` -> logits (N,). Projection head when conditional."""
 
     def __init__(self, cfg: StyleGAN2Config) -> None:
@@ -221,12 +221,7 @@ class StyleGAN2Discriminator(nn.Module):
             blocks.append(DiscriminatorBlock(cfg.channels(res), cfg.channels(res // 2)))
             res //= 2
         self.blocks = nn.Sequential(*blocks)
-        c4 = cfg.channels(4)
-        self.mbstd = MinibatchStdDev(cfg.mbstd_group)
-        self.conv = EqualConv2d(c4 + 1, c4, 3, activation=True)
-        self.fc = EqualLinear(c4 * 16, c4, activation=True)
-        self.out = EqualLinear(c4, 1)
-        self.embed = EqualLinear(cfg.num_classes, c4, bias=False) if cfg.num_classes else None
+        self.build_head(cfg.channels(4), cfg.num_classes, cfg.mbstd_group)
 
     @property
     def feature_dim(self) -> int:
@@ -236,12 +231,4 @@ class StyleGAN2Discriminator(nn.Module):
                 return_features: bool = False):
         """Logits (N,); with ``return_features`` also the penultimate features (N, feature_dim)."""
         h = self.blocks(self.from_rgb(x))
-        h = self.conv(self.mbstd(h))
-        feat = self.fc(h.flatten(1))
-        logits = self.out(feat)[:, 0]
-        if self.embed is not None:
-            if labels is None:
-                raise ValueError("this discriminator is conditional: pass labels")
-            onehot = nn.functional.one_hot(labels.long(), self.cfg.num_classes).to(feat.dtype)
-            logits = logits + (self.embed(onehot) * feat).sum(dim=1) / math.sqrt(feat.shape[1])
-        return (logits, feat) if return_features else logits
+        return self.head(h, labels, self.cfg.num_classes, return_features)
