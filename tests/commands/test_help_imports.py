@@ -1,7 +1,6 @@
 """Building the command line and showing help stay fast: no torch, torchvision or scipy is imported
-(importing torch alone takes seconds). `xraygan train --help` is the one exception: its family
-option shortcut flags take their help from the families' option declarations, which live in the
-family modules beside their torch models (xraygan.commands.train_shortcuts)."""
+(importing torch alone takes seconds), also for `xraygan train --help` and `--help-options`, whose
+family option flags read the declarations in xraygan.training.family_option_sets."""
 from __future__ import annotations
 
 import subprocess
@@ -17,13 +16,14 @@ shown = io.StringIO()
 with contextlib.redirect_stdout(shown):
     assert cli.main([]) == 0
     for name in cli.COMMANDS:
-        if name == "train":
-            continue
         try:
             cli.main([name, "--help"])
         except SystemExit as e:
             assert e.code == 0, (name, e.code)
-assert all(f"usage: xraygan {name}" in shown.getvalue() for name in cli.COMMANDS if name != "train")
+    for model in ("dcgan", "stylegan2"):
+        assert cli.main(["train", "--model", model, "--help-options"]) == 0
+assert all(f"usage: xraygan {name}" in shown.getvalue() for name in cli.COMMANDS)
+assert "--r1-gamma VALUE      stylegan2: R1 weight" in shown.getvalue() and "d_norm (" in shown.getvalue()
 print(sorted({m.split(".")[0] for m in sys.modules} & {"torch", "torchvision", "scipy", "sklearn"}))
 """
 

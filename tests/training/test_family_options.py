@@ -13,6 +13,7 @@ from xraygan.cli import main
 from xraygan.errors import UsageError
 from xraygan.training.config import TrainConfig, config_from_options, options_from_run_config
 from xraygan.training.families import FAMILIES, check_model_options, get_family
+from xraygan.training.family_option_sets import FAMILY_OPTIONS
 from xraygan.training.family_options import UNCONDITIONAL_FAMILIES, describe_options, parse_options
 
 TINY = ["--batch", "8", "--width", "8", "--latent-dim", "16", "--device", "cpu", "-q"]
@@ -22,6 +23,7 @@ TINY = ["--batch", "8", "--width", "8", "--latent-dim", "16", "--device", "cpu",
 def test_every_option_declares_type_default_and_help(model):
     fam = get_family(model)
     assert (model in UNCONDITIONAL_FAMILIES) == (not fam.supports_conditional)
+    assert FAMILY_OPTIONS[model] is fam.Options  # the torch-free table --help reads is the family's own
     for f in dataclasses.fields(fam.Options):
         assert f.metadata.get("type") is not None, f"{model}: option {f.name} declares no type"
         assert f.metadata.get("help"), f"{model}: option {f.name} has no help"

@@ -90,17 +90,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build a TrainConfig from the options, validate it (exit 2 on a bad value) and call xraygan.training.loop.train."""
+    if args.help_options:  # without torch, like --help
+        from xraygan.training.family_option_sets import FAMILY_OPTIONS
+        from xraygan.training.family_options import describe_options
+
+        print(describe_options(FAMILY_OPTIONS[args.model], args.model))
+        print(shortcuts.for_family(FAMILY_OPTIONS[args.model]))
+        return 0
     from xraygan.errors import UsageError
     from xraygan.training.loop import resume_config
     from xraygan.workflow import train
 
-    if args.help_options:
-        from xraygan.training.families import get_family
-        from xraygan.training.family_options import describe_options
-
-        print(describe_options(get_family(args.model).Options, args.model))
-        print(shortcuts.for_family(get_family(args.model).Options))
-        return 0
     if args.resume:
         cfg = resume_config(args.resume, steps=args.steps, max_time=args.max_time, device=args.device, threads=args.threads or None,
                             max_rollbacks=args.max_rollbacks)

@@ -38,12 +38,12 @@ def add_shortcuts(parser: argparse.ArgumentParser) -> None:
 def declarations(key: str) -> list[tuple[str, str, str]]:
     """(model, "KEY (type, range; default D)", help) of every family that declares option ``key``,
     as ``xraygan train --model MODEL --help-options`` prints them."""
-    from xraygan.training.families import get_family
-    from xraygan.training.family_options import FAMILIES, describe_options
+    from xraygan.training.family_option_sets import FAMILY_OPTIONS
+    from xraygan.training.family_options import describe_options
 
     out = []
-    for model in FAMILIES:
-        lines = describe_options(get_family(model).Options, model).splitlines()
+    for model, options in FAMILY_OPTIONS.items():
+        lines = describe_options(options, model).splitlines()
         for i, line in enumerate(lines[:-1]):
             if line.startswith(f"  {key} ("):
                 out.append((model, line.strip(), lines[i + 1].strip()))
@@ -67,19 +67,19 @@ def given(args: argparse.Namespace) -> dict[str, Any]:
     import dataclasses
 
     from xraygan.errors import UsageError
-    from xraygan.training.families import get_family
+    from xraygan.training.family_option_sets import FAMILY_OPTIONS
     from xraygan.training.family_options import parse_value
 
     values = {k: getattr(args, k) for k in KEYS if getattr(args, k, None) is not None}
     if not values:
         return {}
-    fields = {f.name: f for f in dataclasses.fields(get_family(args.model).Options)}
+    fields = {f.name: f for f in dataclasses.fields(FAMILY_OPTIONS[args.model])}
     out = {}
     for key, value in values.items():
         owners = [m for m, _, _ in declarations(key)]
         if not owners:
             raise UsageError(f"{flag(key)}: no --model declares the option {key}")
-        field = fields.get(key) or next(f for f in dataclasses.fields(get_family(owners[0]).Options) if f.name == key)
+        field = fields.get(key) or next(f for f in dataclasses.fields(FAMILY_OPTIONS[owners[0]]) if f.name == key)
         try:  # the value first (the same error whichever --model), then whether --model has the option
             parse_value(field, value)
             out[key] = value  # kept as given, like a --model-option value: the family parses it again

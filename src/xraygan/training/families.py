@@ -31,8 +31,9 @@ The contract, as the trainer uses it::
   BatchNorm statistics of the EMA copy are recomputed by the trainer). ``sample`` must work with any
   generator of the same architecture (G itself or its EMA copy) and must not change it; it is
   called under ``torch.no_grad()`` with the generator in eval mode.
-- Extra options: declare a dataclass ``Options`` on the class, each field made with
-  :func:`~xraygan.training.family_options.option` (type, range or choices, default, help);
+- Extra options: declare a dataclass ``Options`` in :mod:`xraygan.training.family_option_sets`
+  (no torch there, so ``--help`` stays fast; add it to ``FAMILY_OPTIONS``) and name it on the class,
+  each field made with :func:`~xraygan.training.family_options.option` (type, range or choices, default, help);
   ``cfg.model_options`` (a dict, ``--model-option KEY=VALUE`` on the command line) is parsed by those
   types and available as ``self.options``; unknown keys and bad values are a :class:`UsageError`
   naming the option; ``xraygan train --model NAME --help-options`` lists them. Resolved options are
@@ -51,7 +52,7 @@ The contract, as the trainer uses it::
 from __future__ import annotations
 
 import importlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, ContextManager
 
 import torch
@@ -60,8 +61,9 @@ from torch import nn
 from xraygan.augment.diffaug import diff_augment, parse_policy
 from xraygan.errors import UsageError, XrayganError
 from xraygan.training.config import TrainConfig
-from xraygan.training.family_common import ExtraGLosses, ExtraLossOptions, apply_speed, autocast_for, user_or_paper
-from xraygan.training.family_options import FAMILIES, option, parse_options
+from xraygan.training.family_common import ExtraGLosses, apply_speed, autocast_for, user_or_paper
+from xraygan.training.family_option_sets import DCGANOptions, ExtraLossOptions, NoOptions
+from xraygan.training.family_options import FAMILIES, parse_options
 from xraygan.training.losses import d_loss, g_loss
 
 __all__ = ["FAMILIES", "GANFamily", "check_model_options", "get_family"]
@@ -78,11 +80,6 @@ def get_family(name: str) -> type["GANFamily"]:
 def check_model_options(cfg: TrainConfig) -> Any:
     """The family ``Options`` of ``cfg`` parsed from ``cfg.model_options`` (:class:`UsageError` naming a bad one)."""
     return parse_options(get_family(cfg.model).Options, dict(cfg.model_options), cfg.model)
-
-
-@dataclass
-class NoOptions:
-    """A family without options of its own."""
 
 
 class GANFamily:
@@ -174,20 +171,6 @@ class GANFamily:
 
     def autocast(self) -> ContextManager:
         return autocast_for(self.speed["precision"], self.device)
-
-
-@dataclass
-class DCGANOptions(ExtraLossOptions):
-    """``--model-option`` keys of ``--model dcgan``."""
-
-    d_norm: str = option("bn", str, "discriminator normalisation: bn (tutorial BatchNorm) or sn (spectral norm)", choices=("bn", "sn"))
-    # conditional-collapse fixes (issue 12; benchmarks/conditional_collapse.py). auto = on for a conditional model
-    mbstd: Any = option("auto", "auto_bool", "D: per-class minibatch standard deviation feature before its last convolution (auto: on when conditional)")
-    balance: Any = option("auto", "auto_bool", "draw real batches class-balanced: a uniform class, then a uniform image of it (auto: on when conditional)")
-    g_cond: str = option("concat", str, "how a conditional G reads the label: concat (embedding ++ z), cbn (class-conditional BatchNorm) or both",
-                         choices=("concat", "cbn", "both"))
-    fake_labels: str = option("real", str, "labels of the fake batch: real (those of the real batch) or uniform", choices=("real", "uniform"))
-    d_embed_init: float = option(0.02, float, "std of the projection embedding's initial weights (bn discriminator)", lo=0.0)
 
 
 class DCGANFamily(GANFamily):

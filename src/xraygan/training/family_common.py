@@ -11,7 +11,6 @@ project we learn from (``feature_matching`` and ``perceptual`` model options).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import logging
 from typing import Any, ContextManager, Optional
@@ -20,7 +19,8 @@ import torch
 
 from xraygan.errors import XrayganError
 from xraygan.training.config import TrainConfig
-from xraygan.training.family_options import option, parse_res_map_text
+from xraygan.training.family_option_sets import ExtraLossOptions
+from xraygan.training.family_options import parse_res_map_text
 from xraygan.training.gan_losses import feature_matching_loss
 
 log = logging.getLogger(__name__)
@@ -166,15 +166,6 @@ def parse_res_map(value: object, what: str) -> dict[int, int]:
         return parse_res_map_text(value)
     except ValueError as e:
         raise XrayganError(f"model option {what}={value!r}: {e}") from None
-
-
-@dataclasses.dataclass
-class ExtraLossOptions:
-    """Model options of the extra generator losses, shared by every family's options."""
-
-    feature_matching: float = option(0.0, float, "weight of the feature-matching loss on D's penultimate features (0 = off)", lo=0.0)
-    perceptual: float = option(0.0, float, "weight of the VGG16 batch-statistics loss (0 = off; needs vgg_weights)", lo=0.0)
-    vgg_weights: str = option("", str, "local torchvision vgg16 state dict for perceptual (nothing is downloaded)")
 
 
 class ExtraGLosses:

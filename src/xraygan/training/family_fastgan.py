@@ -17,7 +17,6 @@ recomputed with uniform labels to match. ``--label L`` trains one unconditional 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,19 +24,8 @@ from torch import nn
 
 from xraygan.errors import XrayganError
 from xraygan.training.families import GANFamily
-from xraygan.training.family_options import option
+from xraygan.training.family_option_sets import FastGANOptions
 from xraygan.training.losses import d_hinge_loss, g_hinge_loss
-
-
-@dataclass
-class FastGANOptions:
-    """``--model-option`` keys of ``--model fastgan``."""
-
-    rec_weight: float = option(1.0, float, "weight of D's self-supervised reconstruction loss (L1, whole image + a random quadrant; 0 = off)", lo=0.0)
-    decoder_width: int = option(0, int, "channels of D's decoders (0: max(8, --width / 2))", lo=0)
-    embed_dim: int = option(32, int, "size of G's label embedding (conditional)", lo=1)
-    mbstd: Any = option("auto", "auto_bool", "D: per-class minibatch standard deviation map before its last convolution (auto: on when conditional)")
-    balance: Any = option("auto", "auto_bool", "draw real batches class-balanced: a uniform class, then a uniform image of it (auto: on when conditional)")
 
 
 def resolve_auto(options: Any, keys: tuple[str, ...], conditional: bool) -> None:

@@ -17,7 +17,6 @@ Model options (``--model-option KEY=VALUE``): see :class:`PGGANOptions`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
@@ -28,20 +27,8 @@ from xraygan.errors import XrayganError
 from xraygan.training import gan_losses as L
 from xraygan.training.distributed import world_size
 from xraygan.training.families import GANFamily
-from xraygan.training.family_common import ExtraLossOptions, adam, parse_res_map, widths
-from xraygan.training.family_options import option
-
-
-@dataclass
-class PGGANOptions(ExtraLossOptions):
-    """Options of ``--model pggan``."""
-
-    phase_kimg: float = option(20.0, float, "thousand images per fade-in and per stabilisation (paper: 600)", lo=0.0, lo_open=True)
-    batch_per_res: dict = option({}, "res_map", "batch size per resolution, e.g. 128:32,256:16; other resolutions use --batch")
-    gp_weight: float = option(10.0, float, "WGAN-GP lambda", lo=0.0)
-    drift: float = option(0.001, float, "drift penalty epsilon", lo=0.0)
-    channel_base: Optional[int] = option(None, int, "channels at resolution r = min(base // r, max); unset: from --width", lo=1)
-    channel_max: Optional[int] = option(None, int, "channel cap; unset: min(8 * --width, 512)", lo=1)
+from xraygan.training.family_common import adam, parse_res_map, widths
+from xraygan.training.family_option_sets import PGGANOptions
 
 
 def schedule(images: float, phase_images: float, num_stages: int) -> tuple[int, float]:

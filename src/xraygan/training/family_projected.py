@@ -12,24 +12,11 @@ its FD/precision/recall there are not evidence. Judge it with ``--features rando
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
 
 from torch import nn
 
 from xraygan.training.family_fastgan import HingeFamily, resolve_auto
-from xraygan.training.family_options import option
-
-
-@dataclass
-class ProjectedOptions:
-    """``--model-option`` keys of ``--model projected``."""
-
-    generator: str = option("fastgan", str, "the generator: fastgan (skip-layer excitation, the paper's) or dcgan", choices=("fastgan", "dcgan"))
-    proj_channels: int = option(64, int, "channels of the fixed random projections of the encoder's features", lo=1)
-    encoder_size: int = option(64, int, "side images are resized to before the encoder (64: the side it was trained at; 32: about 4x cheaper)", lo=16)
-    embed_dim: int = option(32, int, "size of G's label embedding (conditional)", lo=1)
-    balance: Any = option("auto", "auto_bool", "draw real batches class-balanced: a uniform class, then a uniform image of it (auto: on when conditional)")
+from xraygan.training.family_option_sets import ProjectedOptions
 
 
 class ProjectedFamily(HingeFamily):

@@ -14,7 +14,7 @@ Model options (``--model-option KEY=VALUE``): see :class:`StyleGAN2Options`.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Optional
 
 import torch
@@ -25,30 +25,11 @@ from xraygan.errors import XrayganError
 from xraygan.training import gan_losses as L
 from xraygan.training.distributed import all_sum, average_, world_size
 from xraygan.training.families import GANFamily
-from xraygan.training.family_common import ExtraLossOptions, adam, widths
-from xraygan.training.family_options import option
+from xraygan.training.family_common import adam, widths
+from xraygan.training.family_option_sets import StyleGAN2Options
 
 W_MEAN_SAMPLES = 2048      # latents per class used to estimate the mean w for truncation
 W_MEAN_SEED = 20240531
-
-
-@dataclass
-class StyleGAN2Options(ExtraLossOptions):
-    """Options of ``--model stylegan2``."""
-
-    r1_gamma: Optional[float] = option(None, float, "R1 weight; unset: the StyleGAN2-ADA heuristic 0.0002 * size**2 / batch", lo=0.0)
-    r1_interval: int = option(16, int, "lazy R1 every N steps (0 = off)", lo=0)
-    pl_weight: float = option(0.0, float, "path-length regularisation weight (paper: 2; 0 = off)", lo=0.0)
-    pl_interval: int = option(4, int, "path-length regularisation every N steps", lo=1)
-    mixing: float = option(0.9, float, "style-mixing probability", lo=0.0, hi=1.0)
-    ada: bool = option(True, bool, "adaptive discriminator augmentation (replaces --diffaug when on)")
-    ada_target: float = option(0.6, float, "ADA target of r_t = E[sign(D(real))]", lo=0.0, hi=1.0)
-    ada_interval: int = option(4, int, "D steps between ADA p updates", lo=1)
-    ada_kimg: float = option(100.0, float, "ADA p can move from 0 to 1 in this many thousand images", lo=0.0, lo_open=True)
-    ada_p: float = option(0.0, float, "initial ADA p (with ada=false: a fixed augmentation probability)", lo=0.0, hi=1.0)
-    mapping_layers: int = option(8, int, "layers of the mapping network", lo=1)
-    channel_base: Optional[int] = option(None, int, "channels at resolution r = min(base // r, max); unset: from --width", lo=1)
-    channel_max: Optional[int] = option(None, int, "channel cap; unset: min(8 * --width, 512)", lo=1)
 
 
 class StyleGAN2Family(GANFamily):
