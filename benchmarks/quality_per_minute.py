@@ -16,7 +16,8 @@ PREPARED is a prepared dataset of the shared chest X-rays (``xraygan prepare
   its defaults;
 - ``w32b64``, ``w64b32``: DCGAN width/batch candidates for the CPU default;
 - ``cpu-translate`` (DiffAugment translation), ``cpu-nobalance`` (labels at the data's class
-  frequencies instead of balanced): ``cpu-auto`` with one change.
+  frequencies instead of balanced), ``cpu-ms`` (MSGAN's mode-seeking term, weight 1):
+  ``cpu-auto`` with one change.
 
 Training time is **process CPU time** (``time.process_time()``) of the training process, counted
 from the arm's start; the snapshot checkpoints written at each mark are excluded (their CPU time is
@@ -62,7 +63,8 @@ SPACES = ("xray", "random")
 ENCODER_ARMS = {"projected"}  # D reads the X-ray encoder: judged in the random space only
 CANDIDATES = {"w32b64": {"width": 32, "batch": 64}, "w64b32": {"width": 64, "batch": 32}}
 # the CPU default with one change (64-px diagnosis: NORMAL recall and copying after 10 minutes)
-CPU_VARIANTS = {"cpu-translate": {"diffaug": "translation"}, "cpu-nobalance": {"model_options": {"balance": False}}}
+CPU_VARIANTS = {"cpu-translate": {"diffaug": "translation"}, "cpu-nobalance": {"model_options": {"balance": False}},
+                "cpu-ms": {"model_options": {"mode_seeking": 1.0}}}
 
 
 def arm_config(arm: str, size: int) -> dict:

@@ -156,3 +156,28 @@ def test_perceptual_stats_loss(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(XrayganError, match="cannot read"):
         VGGFeatureStats(tmp_path / "bad.pt")
+
+
+def test_mode_seeking_term_by_hand_and_against_collapse():
+    z = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 2.0], [2.0, 0.0]])
+    fake = torch.zeros(4, 1, 2, 2)
+    fake[1] += 0.5  # the pair of label 0 differs by 0.5 per pixel; the pair of label 1 not at all
+    labels = torch.tensor([0, 0, 1, 1])
+    # pairs (0, 1) and (2, 3): image distance mean(0.5, 0) = 0.25, latent distance mean(1, 2) = 1.5
+    assert L.mode_seeking_loss(fake, z, labels, eps=0.0).item() == pytest.approx(1.5 / 0.25)
+    assert L.mode_seeking_loss(fake, z, torch.tensor([0, 1, 2, 3])) is None  # no two images share a label
+    # pairs are formed within a label: shuffled labels give the same pairs
+    perm = torch.tensor([2, 0, 3, 1])
+    assert L.mode_seeking_loss(fake[perm], z[perm], labels[perm]).item() == pytest.approx(L.mode_seeking_loss(fake, z, labels).item())
+    # one image per class, whatever the latent (collapse): the term explodes; varied images keep it small
+    g = torch.Generator().manual_seed(0)
+    zz, yy = torch.randn(16, 8, generator=g), torch.arange(16) % 2
+    collapsed = torch.stack([torch.full((1, 8, 8), float(c)) for c in yy])
+    varied = torch.rand(16, 1, 8, 8, generator=g) * 2 - 1
+    assert L.mode_seeking_loss(collapsed, zz, yy).item() > 1e4 > 10 > L.mode_seeking_loss(varied, zz, yy).item()
+    # its gradient pushes two images of one class apart
+    a = torch.zeros(2, 1, 2, 2)
+    a[1] += 0.1
+    a.requires_grad_(True)
+    L.mode_seeking_loss(a, torch.tensor([[0.0], [1.0]]), torch.tensor([0, 0])).backward()
+    assert (a.grad[0] > 0).all() and (a.grad[1] < 0).all()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 from pathlib import Path
@@ -218,3 +219,11 @@ def test_relative_data_path_is_saved_absolute(tiny_prepared: Path, tmp_path: Pat
     conf = yaml.safe_load((tiny_prepared.parent / "run" / "config.yaml").read_text())
     assert Path(conf["options"]["data"]) == tiny_prepared.resolve()
     assert main(["generate", str(tiny_prepared.parent / "run"), "--n", "2", "--out", str(tmp_path / "g"), "-q"]) == 0
+
+
+def test_mode_seeking_option_trains_and_logs_its_term(tiny_prepared: Path, tmp_path: Path) -> None:
+    run = tmp_path / "ms"
+    assert _train(tiny_prepared, run, "--conditional", "--steps", "3", "--log-every", "1", "--model-option", "mode_seeking=1") == 0
+    recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"loss_d"' in x]
+    assert recs and all(r["loss_ms"] > 0 and math.isfinite(r["loss_ms"]) for r in recs)
+    assert _ckpt(run)["config"]["model_options"]["mode_seeking"] == 1.0

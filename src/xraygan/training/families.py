@@ -64,6 +64,7 @@ from xraygan.training.config import TrainConfig
 from xraygan.training.family_common import ExtraGLosses, apply_speed, autocast_for, user_or_paper
 from xraygan.training.family_option_sets import DCGANOptions, ExtraLossOptions, NoOptions
 from xraygan.training.family_options import FAMILIES, parse_options
+from xraygan.training.gan_losses import mode_seeking_loss
 from xraygan.training.losses import d_loss, g_loss
 
 __all__ = ["FAMILIES", "GANFamily", "check_model_options", "get_family"]
@@ -252,6 +253,11 @@ class DCGANFamily(GANFamily):
             d_gen, fake_feat = self.D(self.augment(fake, gen), y, return_features=True)
             loss_g = g_loss(self.cfg.loss, d_gen.float())
             extra, logs = self.extra(real, fake, real_feat.detach(), fake_feat)
+            weight = float(getattr(self.options, "mode_seeking", 0.0))
+            ms = mode_seeking_loss(fake, z, y) if weight > 0 else None
+            if ms is not None:
+                extra = extra + weight * ms
+                logs["loss_ms"] = ms.item()
         (loss_g + extra).backward()
         self.opt_g.step()
         self.D.requires_grad_(True)

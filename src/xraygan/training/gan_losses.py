@@ -7,6 +7,8 @@
 - Path-length regularisation: StyleGAN2 section 3.2.
 - WGAN-GP: Gulrajani et al. 2017, with PGGAN's drift term eps * E[D(x)**2] (Karras et al. 2018, A.1).
 - Feature matching: Salimans et al. 2016, "Improved Techniques for Training GANs", section 3.1.
+- Mode seeking: Mao et al. 2019, "Mode Seeking Generative Adversarial Networks for Diverse Image
+  Synthesis" (MSGAN), equation 3, for conditional generators that collapse within a class.
 """
 from __future__ import annotations
 
@@ -86,3 +88,23 @@ def feature_matching_loss(real_features: torch.Tensor, fake_features: torch.Tens
     Features are (N, F); averaging over F (not summing) keeps a weight meaningful across widths.
     """
     return (real_features.detach().float().mean(0) - fake_features.float().mean(0)).pow(2).mean()
+
+
+def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor, labels: Optional[torch.Tensor], eps: float = 1e-5) -> Optional[torch.Tensor]:
+    """MSGAN's mode-seeking term, 1 / (mean |G(z1, c) - G(z2, c)| / mean |z1 - z2| + eps), to minimise.
+
+    Pairs are disjoint pairs of the batch that share a label (neighbours in label order; any
+    neighbours without labels); the means run over all pairs' pixels and latent entries, as in the
+    paper. It grows without bound as images of different latents of one class become alike.
+    None when the batch holds no such pair.
+    """
+    n = fake.shape[0]
+    order = torch.arange(n, device=fake.device) if labels is None else torch.argsort(labels, stable=True)
+    a, b = order[0:n - 1:2], order[1:n:2]
+    if labels is not None:
+        same = labels[a] == labels[b]
+        a, b = a[same], b[same]
+    if len(a) == 0:
+        return None
+    ratio = (fake[a] - fake[b]).abs().float().mean() / (z[a] - z[b]).abs().float().mean()
+    return 1.0 / (ratio + eps)
