@@ -17,7 +17,7 @@ PREPARED is a prepared dataset of the shared chest X-rays (``xraygan prepare
 - ``w32b64``, ``w64b32``: DCGAN width/batch candidates for the CPU default;
 - ``cpu-translate`` (DiffAugment translation), ``cpu-nobalance`` (labels at the data's class
   frequencies instead of balanced), ``cpu-ms`` (MSGAN's mode-seeking term, weight 1):
-  ``cpu-auto`` with one change.
+  ``cpu-auto`` with one change; ``cpu-translate-ms``: with both.
 
 Training time is **process CPU time** (``time.process_time()``) of the training process, counted
 from the arm's start; the snapshot checkpoints written at each mark are excluded (their CPU time is
@@ -64,7 +64,8 @@ ENCODER_ARMS = {"projected"}  # D reads the X-ray encoder: judged in the random 
 CANDIDATES = {"w32b64": {"width": 32, "batch": 64}, "w64b32": {"width": 64, "batch": 32}}
 # the CPU default with one change (64-px diagnosis: NORMAL recall and copying after 10 minutes)
 CPU_VARIANTS = {"cpu-translate": {"diffaug": "translation"}, "cpu-nobalance": {"model_options": {"balance": False}},
-                "cpu-ms": {"model_options": {"mode_seeking": 1.0}}}
+                "cpu-ms": {"model_options": {"mode_seeking": 1.0}},
+                "cpu-translate-ms": {"diffaug": "translation", "model_options": {"mode_seeking": 1.0}}}
 
 
 def arm_config(arm: str, size: int) -> dict:

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from xraygan.augment.diffaug import AUTO_MAX_IMAGES, AUTO_MIN_STEPS, DEFAULT_POLICY, auto_policy
+from xraygan.augment.diffaug import AUTO_MAX_IMAGES, AUTO_MIN_STEPS, AUTO_TRANSLATION_SIZE, DEFAULT_POLICY, auto_policy
 from xraygan.cli import main
 from xraygan.training.config import CPU_AUTO, TrainConfig, auto_settings, default_conditional
 
@@ -44,11 +44,13 @@ def test_conditional_by_default_only_with_several_classes() -> None:
     assert default_conditional("dcgan-tutorial", 2, None, None) is False  # an unconditional family
 
 
-def test_diffaugment_auto_only_for_small_data_and_long_runs() -> None:
+def test_diffaugment_auto_by_data_run_length_and_size() -> None:
     on = ",".join(DEFAULT_POLICY)
-    assert auto_policy(AUTO_MAX_IMAGES - 1, AUTO_MIN_STEPS) == on
-    assert auto_policy(AUTO_MAX_IMAGES - 1, AUTO_MIN_STEPS - 1) == "none"  # a short (CPU) run: off
-    assert auto_policy(AUTO_MAX_IMAGES, 10 * AUTO_MIN_STEPS) == "none"  # enough images: off
+    assert auto_policy(AUTO_MAX_IMAGES - 1, AUTO_MIN_STEPS, 32) == on
+    assert auto_policy(AUTO_MAX_IMAGES - 1, AUTO_MIN_STEPS - 1, 32) == "none"  # a short (CPU) run at 32 px: off
+    assert auto_policy(AUTO_MAX_IMAGES, 10 * AUTO_MIN_STEPS, 32) == "none"  # enough images at 32 px: off
+    assert auto_policy(AUTO_MAX_IMAGES, 100, AUTO_TRANSLATION_SIZE) == "translation"  # from 64 px: translation
+    assert auto_policy(AUTO_MAX_IMAGES - 1, AUTO_MIN_STEPS, 128) == on  # small data, long run: both
 
 
 def _run_options(run: Path) -> dict:

@@ -77,20 +77,28 @@ DEFAULT_POLICY = ("translation", "cutout")
 
 
 # `--diffaug auto`: DiffAugment counters D overfitting a small dataset over a long run (the paper's
-# runs are tens of thousands of steps). In short runs it does the opposite: at 32 px on the shared
+# runs are tens of thousands of steps). In short runs at 32 px it does the opposite: on the shared
 # chest X-rays (benchmarks/conditional_collapse.py, recall per class in random-CNN features vs the
 # real-vs-real floor 0.89/0.85) translation,cutout cut NORMAL recall from 0.30 to 0.01 after 420 steps
 # of the conditional DCGAN, from 0.35 to 0.01 for the NORMAL-only model (916 images), and from 0.52
-# to 0.04 with today's defaults (per-class minibatch std, balanced batches) after ~500 steps; see
-# docs/benchmarks.md. So auto turns it on only for small datasets *and* long runs.
-AUTO_MAX_IMAGES = 1000  # auto: on below this many training images ...
-AUTO_MIN_STEPS = 10000  # ... and only when the run plans at least this many steps
+# to 0.04 with today's defaults (per-class minibatch std, balanced batches) after ~500 steps; and
+# translation alone, in the CPU default (benchmarks/quality_per_minute.py --size 32), 0.82 -> 0.60
+# after 4 CPU-minutes. At 64 px translation alone is the better model from the first 5 CPU-minutes
+# on: after 30 minutes FD 0.35 instead of 3.31 (X-ray encoder) and 0.06 / 0.05 (random CNN), NORMAL
+# recall 0.58 / 0.45 instead of 0.12 / 0.28, copies 1.6% instead of 5.7% (docs/benchmarks.md). So
+# auto is translation,cutout for small datasets in long runs, translation from 64 px, else none.
+AUTO_MAX_IMAGES = 1000  # auto: translation,cutout below this many training images ...
+AUTO_MIN_STEPS = 10000  # ... when the run plans at least this many steps
+AUTO_TRANSLATION_SIZE = 64  # auto: translation alone from this training size on
 
 
-def auto_policy(n_images: int, steps: int) -> str:
+def auto_policy(n_images: int, steps: int, size: int = 0) -> str:
     """The policy ``--diffaug auto`` stands for: ``translation,cutout`` for fewer than
-    :data:`AUTO_MAX_IMAGES` training images in a run of at least :data:`AUTO_MIN_STEPS` steps, else ``none``."""
-    return ",".join(DEFAULT_POLICY) if n_images < AUTO_MAX_IMAGES and steps >= AUTO_MIN_STEPS else "none"
+    :data:`AUTO_MAX_IMAGES` training images in a run of at least :data:`AUTO_MIN_STEPS` steps,
+    else ``translation`` at a training ``size`` of at least :data:`AUTO_TRANSLATION_SIZE` px, else ``none``."""
+    if n_images < AUTO_MAX_IMAGES and steps >= AUTO_MIN_STEPS:
+        return ",".join(DEFAULT_POLICY)
+    return "translation" if size >= AUTO_TRANSLATION_SIZE else "none"
 
 
 def parse_policy(spec: str | Sequence[str] | None) -> tuple[str, ...]:

@@ -42,7 +42,7 @@ class TrainConfig:
     latent_dim: int = 128
     width: int = 64  # base number of feature maps
     ema: float = 0.999  # 0 disables the EMA generator
-    diffaug: str = "auto"  # auto: translation,cutout below 1000 training images in runs of >= 10,000 steps, else none (augment.diffaug.auto_policy)
+    diffaug: str = "auto"  # auto: translation,cutout below 1000 training images in runs of >= 10,000 steps, else translation from 64 px, else none (augment.diffaug.auto_policy)
     steps: int = 20000  # total steps the run should reach
     max_time: Optional[float] = None  # seconds for this invocation
     sample_every: int = 500

@@ -230,7 +230,7 @@ def _setup(cfg: TrainConfig, resume: bool) -> LoopContext:
     data = load_train_data(cfg, device)
     cfg.size = data.size
     if cfg.diffaug == "auto":
-        cfg.diffaug = auto_policy(len(data.pixels), cfg.steps)
+        cfg.diffaug = auto_policy(len(data.pixels), cfg.steps, cfg.size)
     family = get_family(cfg.model)(cfg, data.n_classes, device)
     family.prepare_training()
     data.balanced = bool(getattr(family, "balanced_batches", False))
