@@ -227,3 +227,23 @@ def test_mode_seeking_option_trains_and_logs_its_term(tiny_prepared: Path, tmp_p
     recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"loss_d"' in x]
     assert recs and all(r["loss_ms"] > 0 and math.isfinite(r["loss_ms"]) for r in recs)
     assert _ckpt(run)["config"]["model_options"]["mode_seeking"] == 1.0
+
+
+def test_mode_seeking_is_on_by_default_when_conditional_and_old_runs_resume_without_it(tiny_prepared: Path, tmp_path: Path) -> None:
+    import yaml
+
+    cond, per_class = tmp_path / "cond", tmp_path / "one"
+    assert _train(tiny_prepared, cond, "--conditional", "--steps", "2", "--log-every", "1") == 0
+    assert _train(tiny_prepared, per_class, "--label", "NORMAL", "--steps", "2") == 0
+    assert "loss_ms" in json.loads((cond / "metrics.jsonl").read_text().splitlines()[0])
+    assert _ckpt(cond)["config"]["model_options"]["mode_seeking"] == 1.0
+    assert _ckpt(per_class)["config"]["model_options"]["mode_seeking"] == 0.0
+    # a run written before the option existed (its resolved options lack the key) resumes without the term
+    doc = yaml.safe_load((cond / "config.yaml").read_text())
+    del doc["options"]["model_options"]["mode_seeking"]
+    (cond / "config.yaml").write_text(yaml.safe_dump(doc))
+    assert main(["train", "--resume", str(cond), "--steps", "3", "-q"]) == 0
+    assert _ckpt(cond)["config"]["model_options"]["mode_seeking"] == 0.0
+    resumed = [json.loads(x) for x in (cond / "metrics.jsonl").read_text().splitlines()]
+    resumed = [r for r in resumed if r.get("step") == 3 and "loss_d" in r]
+    assert resumed and "loss_ms" not in resumed[0]

@@ -176,11 +176,15 @@ def options_from_run_config(doc: Mapping[str, Any]) -> dict[str, Any]:
     """The training options recorded in a run's ``config.yaml`` (its ``options``), upgraded to today's meaning.
 
     Run configs of format version 1 wrote the DCGAN optimizer defaults for every family although
-    StyleGAN2 and PGGAN trained with their paper values; those are read back as unset.
+    StyleGAN2 and PGGAN trained with their paper values; those are read back as unset. A DCGAN run
+    whose resolved model options predate ``mode_seeking`` trained without it and resumes so.
     """
     if not isinstance(doc.get("options"), dict):
         raise UsageError("run config: no 'options' mapping")
     out = dict(doc["options"])
+    mo = out.get("model_options")
+    if out.get("model") == "dcgan" and isinstance(mo, dict) and mo and "mode_seeking" not in mo:
+        out["model_options"] = {**mo, "mode_seeking": 0.0}  # resolved options from before the term existed: it trained without
     if int(doc.get("format_version") or 1) < 2 and out.get("model") not in ("dcgan", "dcgan-tutorial", None):
         for key, old_default in (("lr_g", 2e-4), ("lr_d", 2e-4), ("beta1", 0.5), ("beta2", 0.999)):
             if out.get(key) == old_default:

@@ -196,6 +196,8 @@ class DCGANFamily(GANFamily):
                 setattr(o, key, bool(self.n_classes))
             elif not isinstance(value, bool):
                 raise XrayganError(f"--model-option {key}={value}: choose true, false or auto")
+        if getattr(o, "mode_seeking", 0.0) is None:
+            o.mode_seeking = 1.0 if self.n_classes else 0.0
         c = self.cfg
         return (Generator(c.size, self.latent_dim, c.width, self.n_classes, cond=o.g_cond),
                 Discriminator(c.size, c.width, self.n_classes, norm=o.d_norm, embed_init=float(o.d_embed_init), mbstd=o.mbstd))
@@ -253,7 +255,7 @@ class DCGANFamily(GANFamily):
             d_gen, fake_feat = self.D(self.augment(fake, gen), y, return_features=True)
             loss_g = g_loss(self.cfg.loss, d_gen.float())
             extra, logs = self.extra(real, fake, real_feat.detach(), fake_feat)
-            weight = float(getattr(self.options, "mode_seeking", 0.0))
+            weight = float(getattr(self.options, "mode_seeking", 0.0) or 0.0)
             ms = mode_seeking_loss(fake, z, y) if weight > 0 else None
             if ms is not None:
                 extra = extra + weight * ms
