@@ -89,6 +89,7 @@ def test_bootstrap_ci_resamples_whole_patients():
         assert ci[k] == pytest.approx([full[k], full[k]]), k
     for k in ("precision", "density"):
         assert ci[k][0] <= full[k] <= ci[k][1], k
+    assert ci["fd"][0] <= _fd(fa, ff) <= ci["fd"][1]
     # two patients: A's images sit on the fakes, B's far away; a resample of only A (only B) has recall 1 (0)
     rng = np.random.default_rng(10)
     a_imgs = rng.normal(0, 1, (8, 4))
@@ -111,6 +112,8 @@ def test_bootstrap_ci_is_centred_on_the_estimate():
     for k in ("precision", "recall", "density", "coverage"):
         lo, hi = ci[k]
         assert lo < full[k] < hi and abs((lo + hi) / 2 - full[k]) < 0.25 * (hi - lo), (k, full[k], ci[k])
+    lo, hi = ci["fd"]  # resampling inflates FD: the interval is re-centred on the estimate
+    assert lo < _fd(fa, ff) < hi
 
 
 def test_head_mapping():
