@@ -68,7 +68,7 @@ def main() -> None:
     gap = np.full((8, parts[0].shape[1]), 255, np.uint8)
     Path(a.grid).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate([parts[0], gap, parts[1]])).save(a.grid, optimize=True)
-    print(f"grid ({ckpt}.pt): {a.grid}")
+    print(f"grid ({ckpt if a.checkpoint else ckpt + '.pt'}): {a.grid}")
 
     for features in a.features:
         t0 = time.time()
