@@ -26,10 +26,50 @@ def test_repeated_cv_ttest_averages_seeds_before_testing():
     rng = np.random.default_rng(0)
     d = rng.normal(0.01, 0.02, (2, 3, 4))  # repeats x folds x seeds
     r = stats.corrected_repeated_cv_ttest(d, n_train=50, n_test=25)
-    ref = stats.corrected_repeated_cv_ttest(d.mean(axis=2), n_train=50, n_test=25)
-    assert r.df == 5 and r.n_seeds == 4 and r.p == pytest.approx(ref.p) and r.mean == pytest.approx(d.mean())
+    x = d.mean(axis=2).ravel()
+    assert r.n_seeds == 4 and r.mean == pytest.approx(d.mean()) and r.sd == pytest.approx(x.std(ddof=1))
+    # variance components by hand: seed variance pooled within folds (df 6 x 3), the rest corrected
+    v_e = ((d - d.mean(axis=2, keepdims=True)) ** 2).sum() / (6 * 3)
+    b = x.var(ddof=1) - v_e / 4
+    assert b > 0  # this draw has a between-fold part: the Satterthwaite df apply
+    var = x.var(ddof=1) / 6 + 0.5 * b
+    df = var**2 / (((1 / 6 + 0.5) * x.var(ddof=1)) ** 2 / 5 + (0.5 * v_e / 4) ** 2 / 18)
+    assert r.seed_sd == pytest.approx(np.sqrt(v_e)) and r.se == pytest.approx(np.sqrt(var))
+    assert r.df == pytest.approx(min(5, max(2.5, df))) and r.df < 5
+    assert r.p == pytest.approx(2 * sps.t.sf(abs(d.mean()) / np.sqrt(var), r.df))
+    # seed noise alone (fold means closer than their seeds explain): no correction, df = J - 1
+    quiet = d - d.mean(axis=2, keepdims=True) + d.mean() + 0.1 * (d.mean(axis=2, keepdims=True) - d.mean())
+    q = stats.corrected_repeated_cv_ttest(quiet, n_train=50, n_test=25)
+    assert q.df == 5 and q.se == pytest.approx(np.sqrt(quiet.mean(axis=2).var(ddof=1) / 6))
+    # seeds that agree within each fold carry no seed noise: the plain formula on the fold means
+    same = np.repeat(d[:, :, :1], 3, axis=2)
+    plain = stats.corrected_repeated_cv_ttest(same[:, :, 0], n_train=50, n_test=25)
+    both = stats.corrected_repeated_cv_ttest(same, n_train=50, n_test=25)
+    assert both.se == pytest.approx(plain.se) and both.p == pytest.approx(plain.p) and plain.seed_sd is None
+    # a fold whose seeds all failed drops out; one failed seed leaves the fold in
+    holes = d.copy()
+    holes[0, 0, :] = np.nan
+    holes[1, 2, 1] = np.nan
+    h = stats.corrected_repeated_cv_ttest(holes, n_train=50, n_test=25)
+    same_units = stats.corrected_repeated_cv_ttest(holes.reshape(6, 4)[1:][None], n_train=50, n_test=25)
+    assert np.isfinite(h.p) and 2 <= h.df <= 4 and (h.se, h.df, h.p) == pytest.approx((same_units.se, same_units.df, same_units.p))
     with pytest.raises(ValueError):
         stats.corrected_repeated_cv_ttest([[0.1]], n_train=10, n_test=5)
+
+
+def test_repeated_cv_ttest_calibrated_when_seed_noise_dominates():
+    """Null differences that are pure seed noise (the arms differ only in their seeds): applying the
+    training-set correction to all of the fold variance makes the test conservative; the seed part is
+    not inflated, so the rate comes back towards alpha."""
+    rng = np.random.default_rng(5)
+    n_sims, rej, rej_all = 1500, 0, 0
+    for _ in range(n_sims):
+        d = rng.normal(0, 0.02, (2, 3, 3))
+        rej += stats.corrected_repeated_cv_ttest(d, n_train=100, n_test=50).p < 0.05
+        rej_all += stats.corrected_repeated_cv_ttest(d.mean(axis=2), n_train=100, n_test=50).p < 0.05
+    mcse = np.sqrt(0.05 * 0.95 / n_sims)
+    assert rej_all / n_sims < 0.05 - 3 * mcse  # the old factor on everything: far below alpha
+    assert 0.05 - 3 * mcse < rej / n_sims <= 0.05 + 3 * mcse, rej / n_sims
 
 
 def test_repeated_cv_ttest_type_one_error_within_bounds():

@@ -3,7 +3,6 @@ Bengio 2003; Bouckaert & Frank 2004), minimum detectable effect, Holm, TOST and 
 Importable from :mod:`xraygan.experiments.stats` as before the split."""
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
@@ -57,13 +56,16 @@ def _nadeau_bengio_t(x: np.ndarray, ratio: float) -> tuple[float, float, float, 
     mean, sd = float(x.mean()), float(x.std(ddof=1))
     se = float(np.sqrt((1.0 / j + ratio) * sd**2))
     df = j - 1
+    t, p = _t_and_p(mean, se, df)
+    return mean, sd, se, t, df, p
+
+
+def _t_and_p(mean: float, se: float, df: int) -> tuple[float, float]:
+    """t = mean / se and its two-sided p with df degrees of freedom (se 0: t 0 or +-inf)."""
     if se == 0.0:
-        t = 0.0 if mean == 0 else float(np.sign(mean) * np.inf)
-        p = 1.0 if mean == 0 else 0.0
-    else:
-        t = mean / se
-        p = float(2 * sps.t.sf(abs(t), df))
-    return mean, sd, se, float(t), df, p
+        return (0.0, 1.0) if mean == 0 else (float(np.sign(mean) * np.inf), 0.0)
+    t = mean / se
+    return float(t), float(2 * sps.t.sf(abs(t), df))
 
 
 # =================================================================================================
@@ -87,13 +89,14 @@ class RepeatedCVTTest:
     test_train_ratio: float
     se: float
     t: float
-    df: int
+    df: float  # J - 1, or fewer (Satterthwaite) when the seed variance is split off
     p: float
     lo: float  # (1 - alpha) CI
     hi: float
     lo90: float  # (1 - 2 alpha) CI, the one TOST reads
     hi90: float
     mde: float  # (z_{1-alpha/2} + z_{0.8}) x se
+    seed_sd: float | None = None  # pooled within-fold SD of the seeds' differences (None: one seed per fold)
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -112,53 +115,83 @@ def corrected_repeated_cv_ttest(diffs, n_train: float, n_test: float, alpha: flo
     """Corrected repeated k-fold cross-validation t-test of paired differences (arm b - arm a).
 
     ``diffs`` has shape (R, K) -- one difference per repetition r (a fresh patient-grouped
-    partition) and fold k -- or (R, K, S) with S classifier seeds per fold, which are averaged
-    first: seeds trained on one fold share its training and test data, so they are not
-    independent splits and must not add degrees of freedom (issue 13, finding 1). With the
-    R x K fold means ``x_rk``, mean ``m`` and sample variance ``s^2`` (ddof 1),
+    partition) and fold k -- or (R, K, S) with S classifier seeds per fold. Seeds trained on one
+    fold share its training and test data, so they are not independent splits and never add degrees
+    of freedom (issue 13, finding 1): the test runs on the J = R x K fold means ``x_rk`` (mean
+    ``m``, sample variance ``s^2``, ddof 1), df = J - 1. With one seed per fold,
 
-        t = m / sqrt((1/(K R) + n_test/n_train) * s^2),   df = K R - 1,
+        t = m / sqrt((1/J + n_test/n_train) * s^2),
 
-    the corrected resampled t statistic of Nadeau & Bengio (2003, Machine Learning 52:239,
-    eq. for the "corrected resampled t-test") in the repeated k-fold form of Bouckaert & Frank
-    (2004, PAKDD, LNCS 3056:3). The term n_test/n_train stands in for the correlation between
-    folds caused by their overlapping training sets. The experiment passes the patients per fold,
-    averaged over folds, with ``n_train`` counted *before* ``--real-fraction`` subsampling (the
-    fold partition's training patients; :func:`xraygan.experiments.summary.n_train_n_test`).
-    Non-finite entries are ignored (a fold whose seeds all failed drops out; the remaining count
-    sets df).
+    the corrected resampled t statistic of Nadeau & Bengio (2003, Machine Learning 52:239) in the
+    repeated k-fold form of Bouckaert & Frank (2004, PAKDD, LNCS 3056:3). The term n_test/n_train
+    stands in for the correlation between folds caused by their overlapping training sets.
 
-    Why not the subsampled count: measured (``benchmarks/calibration.py``), the test is calibrated
-    where training-set variation dominates and conservative where test-set noise dominates, but
-    with the subsampled count at ``--real-fraction`` 0.1 its type-I error fell to about 0.001 at
-    alpha 0.05 (power lost for nothing): n_test/n_train then becomes large and overstates the
-    correlation it stands in for. With the partition's count it stays near alpha once seeds are
-    averaged within a fold.
+    **Seed noise is not inflated.** That correlation belongs to the part of a fold's difference that
+    depends on its training data. The part that only depends on the seed (initialisation, batch
+    order) is independent across folds -- every (repeat, fold, seed) unit has its own seed -- and the
+    S seeds of a fold measure it directly. So with S >= 2, the fold-mean variance is split into the
+    seed part ``v_e / S`` (``v_e``: pooled within-fold variance of the seed differences, df
+    sum(S_rk - 1)) and the rest, ``b = max(0, s^2 - v_e / S)``, and only the rest carries the
+    correction:
+
+        se^2 = s^2 / J + (n_test/n_train) * b,
+
+    with df = J - 1, or when b > 0 the Welch-Satterthwaite df (Satterthwaite 1946) of that difference
+    of two variance estimates, ``se^2 = (1/J + r) s^2 - r v_e / S``, kept within [(J-1)/2, J-1]:
+    unbounded, it falls towards 0 where b is barely positive and gave intervals 10-300x wider than
+    the t-test on the seed means; J - 1 alone was liberal (6.4-7.7% at alpha 0.05 where training-set
+    variation dominates, 4,000 simulations); the bounded df gave 4.5-5.2% there.
+
+    This is the Nadeau-Bengio variance with the correlation applied to the training-set component
+    alone (one variance-components step; with v_e = 0 or S = 1 it is the formula above). In
+    simulation (``benchmarks/calibration.py``) it keeps the type-I error of the training-set-
+    dominated nulls near alpha and brings the seed-dominated ones, where applying the correction to
+    all of ``s^2`` rejected 0.2-1.4% at alpha 0.05, closer to alpha, with the power that buys.
+
+    n_train/n_test are the patients per fold, averaged over folds, with ``n_train`` counted *before*
+    ``--real-fraction`` subsampling (the fold partition's training patients;
+    :func:`xraygan.experiments.summary.n_train_n_test`): with the subsampled count at
+    ``--real-fraction`` 0.1, n_test/n_train becomes large and overstates the correlation it stands
+    in for (type-I error about 0.001 at alpha 0.05 in simulation). Non-finite entries are ignored (a
+    fold whose seeds all failed drops out; the remaining count sets df).
     """
     d = np.asarray(diffs, dtype=np.float64)
     if d.ndim == 1:
         d = d[None, :]
-    n_seeds = 1
-    if d.ndim == 3:
-        n_seeds = d.shape[2]
-        with warnings.catch_warnings():  # an all-NaN fold (every seed failed) stays NaN, silently
-            warnings.simplefilter("ignore", RuntimeWarning)
-            d = np.nanmean(d, axis=2)
-    if d.ndim != 2:
+    if d.ndim == 2:
+        d = d[:, :, None]
+    if d.ndim != 3:
         raise ValueError("diffs must have shape (repeats, folds) or (repeats, folds, seeds)")
-    n_repeats, n_folds = d.shape
-    x = d[np.isfinite(d)]
-    j = len(x)
+    n_repeats, n_folds, n_seeds = d.shape
+    units = d.reshape(n_repeats * n_folds, n_seeds)
+    per_fold = np.isfinite(units).sum(axis=1)
+    units = units[per_fold > 0]
+    per_fold = per_fold[per_fold > 0]
+    j = len(units)
     if j < 2:
         raise ValueError("the corrected t-test needs at least two fold differences (repeats x folds >= 2)")
     if not (n_train > 0 and n_test > 0):
         raise ValueError("n_train and n_test must be positive")
     ratio = float(n_test) / float(n_train)
-    mean, sd, se, t, df, p = _nadeau_bengio_t(x, ratio)
+    x = np.array([u[np.isfinite(u)].mean() for u in units])
+    mean, sd = float(x.mean()), float(x.std(ddof=1))
+    seed_df = int((per_fold - 1).sum())
+    seed_var = None
+    if seed_df > 0:
+        seed_var = float(sum(((u[np.isfinite(u)] - xm) ** 2).sum() for u, xm in zip(units, x)) / seed_df)
+    seed_part = 0.0 if seed_var is None else seed_var * float(np.mean(1.0 / per_fold))
+    between = max(0.0, sd**2 - seed_part)
+    var = sd**2 / j + ratio * between
+    se = float(np.sqrt(var))
+    df: float = j - 1
+    if seed_part > 0 and between > 0 and var > 0:  # var = (1/J + r) s^2 - r v_e/S: Welch-Satterthwaite df ...
+        satterthwaite = var**2 / (((1.0 / j + ratio) * sd**2) ** 2 / (j - 1) + (ratio * seed_part) ** 2 / seed_df)
+        df = min(j - 1.0, max((j - 1) / 2.0, satterthwaite))  # ... kept within [(J-1)/2, J-1]
+    t, p = _t_and_p(mean, se, df)
     q, q90 = float(sps.t.ppf(1 - alpha / 2, df)), float(sps.t.ppf(1 - alpha, df))
     return RepeatedCVTTest(mean, sd, n_repeats, n_folds, n_seeds, float(n_train), float(n_test), ratio, se, t, df, p,
                            mean - q * se, mean + q * se, mean - q90 * se, mean + q90 * se,
-                           minimum_detectable_effect(se, alpha))
+                           minimum_detectable_effect(se, alpha), None if seed_var is None else float(np.sqrt(seed_var)))
 
 
 # --- multiplicity and equivalence ------------------------------------------------------------------
