@@ -15,9 +15,11 @@ PREPARED is a prepared dataset of the shared chest X-rays (``xraygan prepare
 - every other family registered in ``FAMILIES`` (e.g. ``fastgan``, ``projected``), conditional, at
   its defaults;
 - ``w32b64``, ``w64b32``: DCGAN width/batch candidates for the CPU default;
+- ``cpu-base``: ``cpu-auto`` pinned to the settings before issue 12's changes (no DiffAugment, no
+  mode seeking; in the tables of sessions 5-6 this arm is called ``cpu-auto``);
 - ``cpu-translate`` (DiffAugment translation), ``cpu-nobalance`` (labels at the data's class
   frequencies instead of balanced), ``cpu-ms`` (MSGAN's mode-seeking term, weight 1):
-  ``cpu-auto`` with one change; ``cpu-translate-ms``: with both.
+  ``cpu-base`` with one change; ``cpu-translate-ms``: with both (at 64 px, today's ``cpu-auto``).
 
 Training time is **process CPU time** (``time.process_time()``) of the training process, counted
 from the arm's start; the snapshot checkpoints written at each mark are excluded (their CPU time is
@@ -62,8 +64,12 @@ FAKE_SEED, FLOOR_SEED, TEST_MIN = 123457, 99, 200
 SPACES = ("xray", "random")
 ENCODER_ARMS = {"projected"}  # D reads the X-ray encoder: judged in the random space only
 CANDIDATES = {"w32b64": {"width": 32, "batch": 64}, "w64b32": {"width": 64, "batch": 32}}
-# the CPU default with one change (64-px diagnosis: NORMAL recall and copying after 10 minutes)
-CPU_VARIANTS = {"cpu-translate": {"diffaug": "translation"}, "cpu-nobalance": {"model_options": {"balance": False}},
+# The CPU default as it was before issue 12's changes (no DiffAugment, no mode seeking), pinned so the
+# variants below keep their meaning whatever today's defaults are; in the tables of sessions 5-6 this
+# arm was called cpu-auto (then the same settings).
+CPU_BASE = {"diffaug": "none", "model_options": {"mode_seeking": 0.0}}
+# cpu-base with one change (64-px diagnosis: NORMAL recall and copying after 10 minutes)
+CPU_VARIANTS = {"cpu-base": {}, "cpu-translate": {"diffaug": "translation"}, "cpu-nobalance": {"model_options": {"balance": False}},
                 "cpu-ms": {"model_options": {"mode_seeking": 1.0}},
                 "cpu-translate-ms": {"diffaug": "translation", "model_options": {"mode_seeking": 1.0}}}
 
@@ -80,7 +86,11 @@ def arm_config(arm: str, size: int) -> dict:
         chosen, _ = auto_settings("cpu", size, TrainConfig(), given=set())
         chosen.pop("steps", None)
         chosen.pop("max_time", None)
-        return {**chosen, "model": "dcgan", "conditional": True, **CPU_VARIANTS.get(arm, {})}
+        if arm == "cpu-auto":  # today's defaults, whatever they are
+            return {**chosen, "model": "dcgan", "conditional": True}
+        change = CPU_VARIANTS[arm]
+        options = {**CPU_BASE["model_options"], **change.get("model_options", {})}
+        return {**chosen, "model": "dcgan", "conditional": True, **CPU_BASE, **change, "model_options": options}
     if arm == "tutorial":
         return {"model": "dcgan-tutorial", "conditional": False}
     if arm in CANDIDATES:

@@ -421,3 +421,11 @@ def test_interrupted_fold_gan_continues_from_its_checkpoint(tiny_prepared, tmp_p
     with caplog.at_level(logging.INFO, logger="xraygan"):
         run_experiment(cfg, progress=False)
     assert "training GAN conditional for 6 steps" in caplog.text and "continuing" not in caplog.text
+    # a damaged request file is retrained too, not a traceback
+    (run.with_name("conditional.done")).unlink()
+    request.write_text('{"model": "dcg')
+    (out / "units" / "fold0_seed0_real+synthetic_x1.json").unlink()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="xraygan"):
+        run_experiment(cfg, progress=False)
+    assert "training GAN conditional for 6 steps" in caplog.text and json.loads(request.read_text())["model"] == "dcgan"

@@ -83,3 +83,25 @@ def test_the_command_refuses_a_newer_protocol_with_exit_1(tmp_path, capsys, monk
     err = capsys.readouterr().err.strip()
     assert rc == 1 and len(err.splitlines()) == 1 and str(proto) in err and "upgrade xraygan" in err, err
     assert not (proto.parent / "units").exists()
+
+
+def test_fold_gans_of_other_gan_defaults_are_not_resumed(tmp_path, monkeypatch):
+    """An experiment whose GAN config leaves options to xraygan's defaults (mode seeking, DiffAugment)
+    is refused on resume by an xraygan whose defaults resolve differently: its finished fold GANs
+    would be mixed with new ones in one verdict. A control (oracle) trains no GAN and is not affected."""
+    import xraygan.training.config as tconfig
+
+    gan = tmp_path / "gan.yaml"
+    gan.write_text("model: dcgan\nsize: 16\nsteps: 2\n")
+    cfg = tiny_experiment(FIX / "prepared-v1", tmp_path / "exp", gan_config=str(gan))
+    oracle = tiny_experiment(FIX / "prepared-v1", tmp_path / "o", gan_config="oracle")
+    before = (cfg.unit_fingerprint(), oracle.unit_fingerprint())
+    Path(cfg.out).mkdir()
+    write_marker(Path(cfg.out), "experiment")
+    (Path(cfg.out) / "protocol.json").write_text(json.dumps({"format": FORMAT, "format_version": PROTOCOL_FORMAT_VERSION,
+                                                             "unit_fingerprint": before[0], "config": cfg.to_dict()}))
+    assert open_out(cfg) == Path(cfg.out)  # today's defaults: resumes
+    monkeypatch.setattr(tconfig, "GAN_DEFAULTS_RULE", "some-later-defaults")
+    assert cfg.unit_fingerprint() != before[0] and oracle.unit_fingerprint() == before[1]
+    with pytest.raises(XrayganError, match="different options"):
+        open_out(cfg)

@@ -51,6 +51,7 @@ def test_diffaugment_auto_by_data_run_length_and_size() -> None:
     assert auto_policy(AUTO_MAX_IMAGES, 10 * AUTO_MIN_STEPS, 32) == "none"  # enough images at 32 px: off
     assert auto_policy(AUTO_MAX_IMAGES, 100, AUTO_TRANSLATION_SIZE) == "translation"  # from 64 px: translation
     assert auto_policy(AUTO_MAX_IMAGES - 1, AUTO_MIN_STEPS, 128) == on  # small data, long run: both
+    assert auto_policy(AUTO_MAX_IMAGES, 100, 128, translation=False) == "none"  # a family it was not measured on
 
 
 def _run_options(run: Path) -> dict:

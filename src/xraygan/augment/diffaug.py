@@ -92,13 +92,14 @@ AUTO_MIN_STEPS = 10000  # ... when the run plans at least this many steps
 AUTO_TRANSLATION_SIZE = 64  # auto: translation alone from this training size on
 
 
-def auto_policy(n_images: int, steps: int, size: int = 0) -> str:
+def auto_policy(n_images: int, steps: int, size: int, translation: bool = True) -> str:
     """The policy ``--diffaug auto`` stands for: ``translation,cutout`` for fewer than
     :data:`AUTO_MAX_IMAGES` training images in a run of at least :data:`AUTO_MIN_STEPS` steps,
-    else ``translation`` at a training ``size`` of at least :data:`AUTO_TRANSLATION_SIZE` px, else ``none``."""
+    else ``translation`` at a training ``size`` of at least :data:`AUTO_TRANSLATION_SIZE` px when
+    ``translation`` (the family's ``auto_translation``: only where it was measured, the DCGAN), else ``none``."""
     if n_images < AUTO_MAX_IMAGES and steps >= AUTO_MIN_STEPS:
         return ",".join(DEFAULT_POLICY)
-    return "translation" if size >= AUTO_TRANSLATION_SIZE else "none"
+    return "translation" if translation and size >= AUTO_TRANSLATION_SIZE else "none"
 
 
 def parse_policy(spec: str | Sequence[str] | None) -> tuple[str, ...]:

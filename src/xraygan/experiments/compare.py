@@ -28,6 +28,7 @@ from xraygan.data.dataset import PreparedDataset
 from xraygan.experiments import stats
 from xraygan.experiments.folds import Fold
 from xraygan.experiments.stats_multiclass import paired_bootstrap_delta
+from xraygan.experiments.stats_auc import diff_result
 
 SYNTHETIC_ARMS = ("real+synthetic", "real+classic+synthetic", "synthetic")
 TESTED_SECONDARY = ("balanced_accuracy", "sensitivity", "specificity")  # paired-tested like AUC (issue 13)
@@ -198,7 +199,7 @@ def _fold_test_delong(ds: PreparedDataset, partitions: list[list[Fold]], oof_row
     if len(per) == 1:
         return per[0]
     se = float(np.mean([d.se for d in per]))
-    res = stats._diff_result(float(np.mean([d.auc_a for d in per])), float(np.mean([d.auc_b for d in per])), se**2, alpha)
+    res = diff_result(float(np.mean([d.auc_a for d in per])), float(np.mean([d.auc_b for d in per])), se**2, alpha)
     return res
 
 

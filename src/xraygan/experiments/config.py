@@ -86,6 +86,9 @@ class ExperimentConfig:
         d["step_rule"] = "epochs-of-real"  # --epochs count epochs of the real images in every arm
         d["threshold_rule"] = "youden-inner-15"  # classifiers train without the inner threshold split (inner_split)
         gan_file = Path(self.gan_config)
-        if gan_file.is_file():  # a GAN config file's content, not just its name
+        if gan_file.is_file():  # a GAN config file's content, not just its name, and the defaults it leaves to xraygan
+            from xraygan.training.config import GAN_DEFAULTS_RULE
+
             d["gan_config_sha256"] = hashlib.sha256(gan_file.read_bytes()).hexdigest()
+            d["gan_defaults"] = GAN_DEFAULTS_RULE
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -142,7 +142,7 @@ def inner_split(ds: PreparedDataset, fold: Fold) -> tuple[Fold, np.ndarray, str 
     in the inner split there is none (every training patient trains, the threshold is 0.5, the note
     says why)."""
     pats, y = ds.patients[fold.train], ds.labels[fold.train]
-    rng = np.random.default_rng(_hash_seed(fold.repeat, fold.index, 15))
+    rng = np.random.default_rng(hash_seed(fold.repeat, fold.index, 15))
     inner_pats = []
     for c in range(len(ds.classes)):
         cls_pats = sorted({p for p, l in zip(pats, y) if l == c})
@@ -155,8 +155,9 @@ def inner_split(ds: PreparedDataset, fold: Fold) -> tuple[Fold, np.ndarray, str 
     return replace(fold, train=fold.train[~inner]), fold.train[inner], None
 
 
-def _hash_seed(*parts: int) -> int:
-    """The runner's unit seed hash (:func:`xraygan.experiments.units._seed`), so the inner split is the same as before it moved here."""
+def hash_seed(*parts: int) -> int:
+    """A 32-bit seed from integers (sha256 of their repr): the experiment's unit seeds
+    (:func:`xraygan.experiments.units.unit_seed`) and the inner threshold split."""
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "little")
 
 

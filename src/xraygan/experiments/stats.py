@@ -205,10 +205,8 @@ def bootstrap_metrics(
 
 # --- the tests, in their own modules since the split (names importable from here as before) --------
 from xraygan.experiments.stats_auc import (  # noqa: E402,F401
-    DeLongResult, _diff_result, _midranks, clustered_auc_cov, delong_auc_cov, delong_clustered,
-    delong_clustered_stratified, delong_paired, delong_stratified,
+    DeLongResult, clustered_auc_cov, delong_clustered, delong_clustered_stratified, delong_paired, delong_stratified,
 )
 from xraygan.experiments.stats_tests import (  # noqa: E402,F401
-    VERDICT_WORDS, CorrectedTTest, RepeatedCVTTest, TOSTResult, corrected_repeated_cv_ttest, corrected_ttest, decide,
-    holm, minimum_detectable_effect, tost, _nadeau_bengio_t,
+    VERDICT_WORDS, corrected_repeated_cv_ttest, corrected_ttest, decide, holm, minimum_detectable_effect, tost,
 )

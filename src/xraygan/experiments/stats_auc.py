@@ -154,7 +154,7 @@ def delong_clustered(y: Sequence[int], score_a: Sequence[float], score_b: Sequen
     patient bootstrap of delta-AUC; it is what xraygan uses.
     """
     aucs, cov = clustered_auc_cov(y, np.stack([np.asarray(score_a, float), np.asarray(score_b, float)]), clusters)
-    return _diff_result(float(aucs[0]), float(aucs[1]), float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]), alpha)
+    return diff_result(float(aucs[0]), float(aucs[1]), float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]), alpha)
 
 
 def delong_clustered_stratified(strata, alpha: float = 0.05) -> DeLongResult:
@@ -173,11 +173,12 @@ def delong_clustered_stratified(strata, alpha: float = 0.05) -> DeLongResult:
         diffs.append(aucs[1] - aucs[0])
         variances.append(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
     k = len(diffs)
-    res = _diff_result(float(np.mean(auc_a)), float(np.mean(auc_b)), float(np.sum(variances)) / k**2, alpha)
+    res = diff_result(float(np.mean(auc_a)), float(np.mean(auc_b)), float(np.sum(variances)) / k**2, alpha)
     return res
 
 
-def _diff_result(auc_a: float, auc_b: float, var: float, alpha: float) -> DeLongResult:
+def diff_result(auc_a: float, auc_b: float, var: float, alpha: float) -> DeLongResult:
+    """The z test and (1 - alpha) CI of ``auc_b - auc_a`` with variance ``var`` of that difference."""
     diff = auc_b - auc_a
     se = float(np.sqrt(max(var, 0.0)))
     if se == 0.0:

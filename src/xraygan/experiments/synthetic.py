@@ -253,14 +253,16 @@ def _train_or_resume(train, tc, run: Path, fold_name: str) -> None:
     An interrupted run (no ``.done``) continues from its ``checkpoints/latest.pt`` (refreshed every
     ``ckpt_every`` steps and ``ckpt_minutes``) when it was started for the same request and has not
     passed the step budget: resuming gives the same weights as an uninterrupted run (the trainer's
-    exact resume). Anything else there (another request, no checkpoint) is removed and retrained.
+    exact resume; the runtime fields left out of the request -- device, threads, precision -- are the
+    run's saved ones). Anything else there (another request, a damaged request file, no checkpoint)
+    is removed and retrained.
     """
     import shutil
 
     request = run.with_name(run.name + ".request.json")
     latest = run / "checkpoints" / "latest.pt"
     want = _gan_request(tc)
-    same = request.is_file() and latest.is_file() and json.loads(request.read_text()) == want
+    same = latest.is_file() and _read_request(request) == want
     reached = _checkpoint_step(latest) if same else 0
     if 0 < reached <= tc.steps:
         from xraygan.training.loop import resume_config
@@ -272,6 +274,14 @@ def _train_or_resume(train, tc, run: Path, fold_name: str) -> None:
     atomic_write_json(request, want)
     log.info("%s: training GAN %s for %d steps", fold_name, run.name, tc.steps)
     train(tc)
+
+
+def _read_request(path: Path) -> dict | None:
+    """A fold GAN's saved request; None when missing or unreadable (a damaged file means: retrain)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _checkpoint_step(path: Path) -> int:

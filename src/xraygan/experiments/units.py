@@ -5,7 +5,6 @@ and the real images every unit of a process shares (:func:`load_data`). The runn
 (:mod:`xraygan.experiments.runner`) decides which units run where."""
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import replace
@@ -16,7 +15,7 @@ import numpy as np
 from xraygan.data.dataset import PreparedDataset, resize_images
 from xraygan.experiments.classifier import ClassifierConfig, steps_per_epoch
 from xraygan.experiments.config import ExperimentConfig
-from xraygan.experiments.folds import Fold, inner_split
+from xraygan.experiments.folds import Fold, hash_seed, inner_split
 from xraygan.experiments.heldout import load_test_sets
 from xraygan.utils.pixels import signed_tensor
 
@@ -45,7 +44,7 @@ def unit_name(fold: Fold, seed: int, label: str) -> str:
 def unit_seed(fold: Fold, seed: int, *more: int) -> int:
     """The classifier seed of a unit (with ``more``: of its synthetic sample per class); repetition 0
     keeps the seeds used before ``--repeats`` existed, so older experiment folders resume unchanged."""
-    return _seed(fold.index, seed, *more) if fold.repeat == 0 else _seed(fold.repeat, fold.index, seed, *more)
+    return hash_seed(fold.index, seed, *more) if fold.repeat == 0 else hash_seed(fold.repeat, fold.index, seed, *more)
 
 
 def load_units(out: Path, partitions: list[list[Fold]], seeds: int, labels: list[tuple]) -> dict[str, list[dict]]:
@@ -60,10 +59,6 @@ def load_units(out: Path, partitions: list[list[Fold]], seeds: int, labels: list
                     rec.setdefault("repeat", f.repeat)  # units written before --repeats existed
                     units[label].append(rec)
     return units
-
-
-def _seed(*parts: int) -> int:
-    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "little")
 
 
 def _as_input(pixels: np.ndarray, size: int):

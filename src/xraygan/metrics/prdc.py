@@ -74,17 +74,26 @@ def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict[str
     return {"density": float(density), "coverage": float(coverage)}
 
 
+def prdc_indicators(real: np.ndarray, fake: np.ndarray, k_pr: int = 3, k_dc: int = 5,
+                    real_radii: dict[int, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The per-image terms behind :func:`prdc`'s scores: per synthetic image ``precision`` (inside the
+    real manifold) and ``balls`` (how many real k_dc-balls it falls in; density is their mean / k_dc);
+    per real image ``recall`` (inside the synthetic manifold) and ``coverage`` (a synthetic image in
+    its ball). A bootstrap resamples these with the radii of the full sets."""
+    rr = real_radii if real_radii is not None else knn_radii_multi(real, (k_pr, k_dc))
+    r_fake = knn_radii(fake, k_pr)
+    d = pairwise_distances(real, fake)  # (n_real, n_fake), shared by all four scores
+    inside = d <= rr[k_dc][:, None]
+    return {"precision": (d <= rr[k_pr][:, None]).any(axis=0), "recall": (d <= r_fake[None, :]).any(axis=1),
+            "balls": inside.sum(axis=0), "coverage": inside.any(axis=1)}
+
+
 def prdc(real: np.ndarray, fake: np.ndarray, k_pr: int = 3, k_dc: int = 5,
          real_radii: dict[int, np.ndarray] | None = None) -> dict[str, float]:
     """Precision, recall (k_pr) and density, coverage (k_dc) of ``fake`` against ``real`` features.
 
     ``real_radii``: :func:`knn_radii_multi` ``(real, (k_pr, k_dc))`` when already computed.
     """
-    rr = real_radii if real_radii is not None else knn_radii_multi(real, (k_pr, k_dc))
-    r_fake = knn_radii(fake, k_pr)
-    d = pairwise_distances(real, fake)  # (n_real, n_fake), shared by all four scores
-    inside = d <= rr[k_dc][:, None]
-    return {"precision": float((d <= rr[k_pr][:, None]).any(axis=0).mean()),
-            "recall": float((d <= r_fake[None, :]).any(axis=1).mean()),
-            "density": float(inside.sum() / (k_dc * inside.shape[1])),
-            "coverage": float(inside.any(axis=1).mean())}
+    per = prdc_indicators(real, fake, k_pr, k_dc, real_radii)
+    return {"precision": float(per["precision"].mean()), "recall": float(per["recall"].mean()),
+            "density": float(per["balls"].sum() / (k_dc * len(per["balls"]))), "coverage": float(per["coverage"].mean())}

@@ -41,17 +41,11 @@ def bootstrap_ci(fa: np.ndarray, ff: np.ndarray, patients: np.ndarray, n_boot: i
     median), floored at 0 (the percentile interval itself excluded its estimate on real data).
     """
     from xraygan.metrics.frechet import frechet_distance_features
-    from xraygan.metrics.prdc import knn_radii, pairwise_distances
+    from xraygan.metrics.prdc import prdc_indicators
 
     if len(fa) <= DC_K or len(ff) <= DC_K:
         return {}
-    d = pairwise_distances(fa, ff)  # (n_real, n_fake)
-    r_real_pr, r_real_dc, r_fake = knn_radii(fa, PR_K), knn_radii(fa, DC_K), knn_radii(ff, PR_K)
-    prec_j = (d <= r_real_pr[:, None]).any(axis=0)  # per synthetic image: inside the real manifold
-    in_real_dc = d <= r_real_dc[:, None]
-    den_j = in_real_dc.sum(axis=0) / DC_K  # per synthetic image: real balls it falls in / k
-    rec_i = (d <= r_fake[None, :]).any(axis=1)  # per real image: inside the synthetic manifold
-    cov_i = in_real_dc.any(axis=1)  # per real image: a synthetic image inside its ball
+    per = prdc_indicators(fa, ff, PR_K, DC_K)  # per synthetic image: precision, balls; per real image: recall, coverage
     groups: dict = {}
     for i, p in enumerate(patients):
         groups.setdefault(p, []).append(i)
@@ -61,10 +55,10 @@ def bootstrap_ci(fa: np.ndarray, ff: np.ndarray, patients: np.ndarray, n_boot: i
     for _ in range(n_boot):
         sel = np.concatenate([members[j] for j in rng.integers(len(members), size=len(members))])
         fsel = rng.integers(len(ff), size=len(ff))
-        out["precision"].append(prec_j[fsel].mean())
-        out["density"].append(den_j[fsel].mean())
-        out["recall"].append(rec_i[sel].mean())
-        out["coverage"].append(cov_i[sel].mean())
+        out["precision"].append(per["precision"][fsel].mean())
+        out["density"].append(per["balls"][fsel].mean() / DC_K)
+        for k in ("recall", "coverage"):
+            out[k].append(per[k][sel].mean())
         out["fd"].append(frechet_distance_features(fa[sel], ff[fsel]) if len(np.unique(sel)) > 1 else np.nan)
     ci = {k: [float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))] for k, v in out.items()}
     if np.isfinite(out["fd"]).any():

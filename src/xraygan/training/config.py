@@ -15,9 +15,14 @@ from typing import Any, Mapping, Optional
 
 from xraygan import options as opt
 from xraygan.errors import UsageError, XrayganError
-from xraygan.training.family_options import FAMILIES, UNCONDITIONAL_FAMILIES
+from xraygan.training.family_option_sets import FAMILY_OPTIONS
+from xraygan.training.family_options import FAMILIES, UNCONDITIONAL_FAMILIES, legacy_options
 
 CONFIG_FORMAT_VERSION = 1
+# What unset GAN options resolve to (DCGAN mode seeking when conditional; `--diffaug auto` translation
+# from 64 px for the DCGAN). An experiment's fingerprint carries it, so fold GANs trained under
+# other defaults by an older xraygan are never mixed into one verdict. Change it with such a default.
+GAN_DEFAULTS_RULE = "ms-conditional-dcgan,translation-64-dcgan"
 
 
 @dataclass
@@ -42,7 +47,7 @@ class TrainConfig:
     latent_dim: int = 128
     width: int = 64  # base number of feature maps
     ema: float = 0.999  # 0 disables the EMA generator
-    diffaug: str = "auto"  # auto: translation,cutout below 1000 training images in runs of >= 10,000 steps, else translation from 64 px, else none (augment.diffaug.auto_policy)
+    diffaug: str = "auto"  # auto: translation,cutout below 1000 training images in runs of >= 10,000 steps, else translation from 64 px for the DCGAN, else none (augment.diffaug.auto_policy)
     steps: int = 20000  # total steps the run should reach
     max_time: Optional[float] = None  # seconds for this invocation
     sample_every: int = 500
@@ -176,15 +181,16 @@ def options_from_run_config(doc: Mapping[str, Any]) -> dict[str, Any]:
     """The training options recorded in a run's ``config.yaml`` (its ``options``), upgraded to today's meaning.
 
     Run configs of format version 1 wrote the DCGAN optimizer defaults for every family although
-    StyleGAN2 and PGGAN trained with their paper values; those are read back as unset. A DCGAN run
-    whose resolved model options predate ``mode_seeking`` trained without it and resumes so.
+    StyleGAN2 and PGGAN trained with their paper values; those are read back as unset. Resolved
+    model options that predate an option declared with a ``legacy`` value (e.g. the DCGAN's
+    ``mode_seeking``) get that value: the run trained without the option and resumes so.
     """
     if not isinstance(doc.get("options"), dict):
         raise UsageError("run config: no 'options' mapping")
     out = dict(doc["options"])
     mo = out.get("model_options")
-    if out.get("model") == "dcgan" and isinstance(mo, dict) and mo and "mode_seeking" not in mo:
-        out["model_options"] = {**mo, "mode_seeking": 0.0}  # resolved options from before the term existed: it trained without
+    if isinstance(mo, dict) and mo and out.get("model") in FAMILY_OPTIONS:  # resolved options of a trained run
+        out["model_options"] = legacy_options(FAMILY_OPTIONS[out["model"]], mo)
     if int(doc.get("format_version") or 1) < 2 and out.get("model") not in ("dcgan", "dcgan-tutorial", None):
         for key, old_default in (("lr_g", 2e-4), ("lr_d", 2e-4), ("beta1", 0.5), ("beta2", 0.999)):
             if out.get(key) == old_default:

@@ -89,6 +89,9 @@ class GANFamily:
     name = "base"
     Options: type = NoOptions
     supports_conditional = True
+    # `--diffaug auto` gives translation from 64 px (augment.diffaug.auto_policy) only to the families
+    # it was measured on; the others keep it off there
+    auto_translation = False
     # optimizer settings used when --lr-g/--lr-d/--beta1/--beta2 are not given (None in the TrainConfig)
     paper_optim: dict[str, float] = {"lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999}
 
@@ -179,6 +182,7 @@ class DCGANFamily(GANFamily):
 
     name = "dcgan"
     Options = DCGANOptions
+    auto_translation = True  # measured: docs/benchmarks.md, issue 12 (conditional DCGAN, 64 px)
 
     def build(self) -> tuple[nn.Module, nn.Module]:
         from xraygan.models.dcgan import Discriminator, Generator
@@ -273,6 +277,7 @@ class TutorialDCGANFamily(DCGANFamily):
     name = "dcgan-tutorial"
     Options = ExtraLossOptions
     supports_conditional = False
+    auto_translation = False  # the reference keeps the tutorial's training
 
     @property
     def latent_dim(self) -> int:

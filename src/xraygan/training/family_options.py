@@ -49,10 +49,20 @@ def check_model(name: Any) -> str:
 check_model.__name__ = "model"
 
 
+_NO_LEGACY = object()
+
+
 def option(default: Any, type: Any, help: str, lo: Optional[float] = None, hi: Optional[float] = None,
-           choices: Optional[Sequence[str]] = None, lo_open: bool = False) -> Any:
-    """A dataclass field of a family ``Options`` class with its declared type, range and help."""
+           choices: Optional[Sequence[str]] = None, lo_open: bool = False, legacy: Any = _NO_LEGACY) -> Any:
+    """A dataclass field of a family ``Options`` class with its declared type, range and help.
+
+    ``legacy``: for an option added after runs were already trained, the value those runs trained
+    with. A run whose resolved options (config.yaml) lack the key resumes with it
+    (:func:`legacy_options`), so a later default never changes a run halfway.
+    """
     meta = {"type": type, "help": help, "lo": lo, "hi": hi, "choices": tuple(choices) if choices else None, "lo_open": lo_open}
+    if legacy is not _NO_LEGACY:
+        meta["legacy"] = legacy
     if isinstance(default, (dict, list)):
         return dataclasses.field(default_factory=lambda: copy.copy(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -170,3 +180,11 @@ def describe_options(options_cls: type, model: str) -> str:
         lines.append(f"  {f.name} ({kind}{', ' + rng if rng else ''}; default {shown})")
         lines.append(f"      {m.get('help', '')}")
     return "\n".join(lines)
+
+
+def legacy_options(options_cls: type, resolved: dict[str, Any]) -> dict[str, Any]:
+    """``resolved`` (a run's recorded model options) with every option declared with a ``legacy``
+    value and missing from it set to that value: the run trained before the option existed."""
+    missing = {f.name: f.metadata["legacy"] for f in dataclasses.fields(options_cls)
+               if "legacy" in f.metadata and f.name not in resolved}
+    return {**resolved, **missing}

@@ -58,8 +58,7 @@ from xraygan.training.distributed import DistInfo, init_distributed, max_all, sh
 from xraygan.training.ema import ema_decay, make_ema, refresh_batchnorm, update_ema
 from xraygan.training.families import GANFamily, get_family
 from xraygan.training.family_common import speed_line
-from xraygan.training.rollback import (LOSS_LIMIT, LOSS_LIMIT_STEPS, ROLLBACK_LR_FACTOR, _loss_divergence, _remember_good,  # noqa: F401
-                                       _restore, _rollback, _weights_divergence)
+from xraygan.training.rollback import _loss_divergence, _remember_good, _restore, _rollback, _weights_divergence
 from xraygan.training.rundir import (RunDir, plot_losses, prune_checkpoints, run_lock, save_step_checkpoint, truncate_metrics,
                                      write_run_config)
 from xraygan.training.sampler import Sampler, save_grid
@@ -229,9 +228,10 @@ def _setup(cfg: TrainConfig, resume: bool) -> LoopContext:
     cfg.data = str(Path(cfg.data).resolve())  # the saved config must find the data from any folder
     data = load_train_data(cfg, device)
     cfg.size = data.size
+    family_cls = get_family(cfg.model)
     if cfg.diffaug == "auto":
-        cfg.diffaug = auto_policy(len(data.pixels), cfg.steps, cfg.size)
-    family = get_family(cfg.model)(cfg, data.n_classes, device)
+        cfg.diffaug = auto_policy(len(data.pixels), cfg.steps, cfg.size, family_cls.auto_translation)
+    family = family_cls(cfg, data.n_classes, device)
     family.prepare_training()
     data.balanced = bool(getattr(family, "balanced_batches", False))
     cfg.model_options = family.resolved_options()
