@@ -180,7 +180,8 @@ def _per_class(st: Stages, real, fake, s, rf, ff, real_idx, opts: dict, patients
             entry = {"n": c.n, **scores_with_floor(pick(c.a, pos, rf), pick(c.b, pos, rf), pick(c.fake, fpos, ff), opts)}
             if patients is not None and bootstrap > 0:
                 entry["n_patients"] = int(len(set(patients[c.a])))
-                entry["ci95"] = bootstrap_ci(pick(c.a, pos, rf), pick(c.fake, fpos, ff), patients[c.a], bootstrap, seed + ci)
+                entry["ci95"] = bootstrap_ci(pick(c.a, pos, rf), pick(c.fake, fpos, ff), patients[c.a], bootstrap, seed + ci,
+                                             fd=entry["fd"]["value"])
         with st("ssim"):
             entry["ssim"] = _diversity(real.pixels[c.a], fake.pixels[c.fake], opts["ssim_pairs"], seed)
         out[name] = entry

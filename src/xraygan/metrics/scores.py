@@ -25,7 +25,8 @@ MIN_STABLE_CLASS_N = 100  # per-class n below which a warning says the estimate 
 BOOTSTRAP = 200  # patient-bootstrap resamples for the 95% intervals
 
 
-def bootstrap_ci(fa: np.ndarray, ff: np.ndarray, patients: np.ndarray, n_boot: int = BOOTSTRAP, seed: int = 0) -> dict:
+def bootstrap_ci(fa: np.ndarray, ff: np.ndarray, patients: np.ndarray, n_boot: int = BOOTSTRAP, seed: int = 0,
+                 fd: float | None = None) -> dict:
     """Bootstrap 95% intervals of precision, recall, density, coverage and FD of fakes ``ff``
     against real features ``fa`` whose images belong to ``patients`` (aligned with ``fa``).
 
@@ -39,6 +40,7 @@ def bootstrap_ci(fa: np.ndarray, ff: np.ndarray, patients: np.ndarray, n_boot: i
     repeated images shrink its covariance estimates and inflate its FD, so the FD interval is the
     bootstrap's spread around the full-set FD: its percentiles shifted by (full-set FD - bootstrap
     median), floored at 0 (the percentile interval itself excluded its estimate on real data).
+    ``fd``: the full-set FD when already computed (the value the report shows), else computed here.
     """
     from xraygan.metrics.frechet import frechet_distance_features
     from xraygan.metrics.prdc import prdc_indicators
@@ -62,7 +64,8 @@ def bootstrap_ci(fa: np.ndarray, ff: np.ndarray, patients: np.ndarray, n_boot: i
         out["fd"].append(frechet_distance_features(fa[sel], ff[fsel]) if len(np.unique(sel)) > 1 else np.nan)
     ci = {k: [float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))] for k, v in out.items()}
     if np.isfinite(out["fd"]).any():
-        shift = frechet_distance_features(fa, ff) - float(np.nanmedian(out["fd"]))
+        full = frechet_distance_features(fa, ff) if fd is None else float(fd)
+        shift = full - float(np.nanmedian(out["fd"]))
         ci["fd"] = [max(0.0, ci["fd"][0] + shift), max(0.0, ci["fd"][1] + shift)]
     return ci
 
@@ -108,7 +111,6 @@ def _diversity(real_pix: np.ndarray, fake_pix: np.ndarray, pairs: int, seed: int
         return {"value": None, "floor": None}
     f, r = mean_pairwise_ssim(fake_pix, pairs, seed), mean_pairwise_ssim(real_pix, pairs, seed)
     return {"value": f["mean"], "floor": r["mean"], "std": f["std"], "floor_std": r["std"], "pairs": pairs, "method": f["method"]}
-
 
 
 def head_mapping(head_classes: list[str], classes: list[str], groups: dict | None = None) -> dict[int, set[int]] | None:

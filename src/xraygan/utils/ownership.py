@@ -41,7 +41,7 @@ def write_marker(folder: str | os.PathLike, kind: str, extra: dict | None = None
 
     if kind not in KINDS:
         raise ValueError(f"unknown output kind {kind!r}")
-    atomic_write_json(Path(folder) / MARKER, {"kind": kind, "xraygan_version": __version__, **(extra or {})})
+    atomic_write_json(Path(folder) / MARKER, {**(extra or {}), "kind": kind, "xraygan_version": __version__})  # extra never overrides the kind
 
 
 def _read_format(path: Path, loader: Callable[[str], Any]) -> Any:
