@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 CHECK = r"""
-import contextlib, io, sys
+import contextlib, io, re, sys
 from xraygan import cli
 
 args = cli.parse_args(["train", "data", "--out", "run", "--model", "stylegan2", "--r1-gamma", "2"])
@@ -23,7 +23,7 @@ with contextlib.redirect_stdout(shown):
     for model in ("dcgan", "stylegan2"):
         assert cli.main(["train", "--model", model, "--help-options"]) == 0
 assert all(f"usage: xraygan {name}" in shown.getvalue() for name in cli.COMMANDS)
-assert "--r1-gamma VALUE      stylegan2: R1 weight" in shown.getvalue() and "d_norm (" in shown.getvalue()
+assert re.search(r"--r1-gamma VALUE\s+stylegan2: R1 weight", shown.getvalue()) and "d_norm (" in shown.getvalue()
 print(sorted({m.split(".")[0] for m in sys.modules} & {"torch", "torchvision", "scipy", "sklearn"}))
 """
 
