@@ -76,18 +76,15 @@ def test_controls_on_the_shared_chest_xrays(shared_data, tmp_path_factory):
     # 3 folds x 2 seeds under the earlier test. Under the calibrated test (seeds averaged, Nadeau-Bengio
     # factor 1/(k r) + n_test/n_train) 2 repetitions x 3 folds gave +0.005, p=0.067: "equivalent", not
     # detected; the n_test/n_train term barely shrinks with repetitions, so 5 folds (n_test/n_train 1/4).
-    # 2026-12-02: at 10% the oracle's +0.003 was "equivalent"/"inconclusive" (p=0.14-0.46) in two runs,
-    # with the code of before and after that day's changes: too little room. At 2% of the patients it
-    # gains +0.026 AUC, but the corrected repeated-CV t-test (conservative here: type-I error at most
-    # 0.014 in benchmarks/calibration.py) gives p=0.081 with a minimum detectable effect of 0.037, so
-    # the verdict is "inconclusive", not "improves"; the test asserts what the statistics can carry:
-    # a clear positive mean, never "harms"/"equivalent", the secondary patient-clustered DeLong on the
-    # fold tests significant, and noise never "improves".
-    kw = dict(ratios=(8.0,), folds=5, seeds=1, repeats=2, real_fraction=0.02,
+    # 2026-12-02: at 10% the oracle's +0.003 was "equivalent"/"inconclusive" (p=0.14-0.46) in two runs:
+    # too little room. At 2% of the patients it gains about +0.02 AUC. With one seed per fold the
+    # corrected t-test applied the n_test/n_train term to all of the fold variance (p=0.081, MDE 0.037,
+    # "inconclusive"); with 2 seeds it measures the seed noise within folds and corrects only the rest:
+    # +0.020, p=0.013, MDE 0.015, "improves"; noise -0.026, "harms" (session 7, 602 s under load).
+    kw = dict(ratios=(8.0,), folds=5, seeds=2, repeats=2, real_fraction=0.02,
               classifier=ClassifierConfig(input_size=32, steps=400, batch=32))
     oracle = _control(prep, work / "oracle", "oracle", **kw)
     noise = _control(prep, work / "noise", "noise", **kw)
-    assert oracle["verdict"] in ("improves", "inconclusive"), oracle["because"]
-    assert oracle["corrected_ttest"]["mean"] > 0.01, oracle["because"]
-    assert oracle["delong_fold_test_sets"]["diff"] > 0 and oracle["delong_fold_test_sets"]["p"] < 0.05, oracle["because"]
+    assert oracle["verdict"] == "improves", oracle["because"]
+    assert oracle["corrected_ttest"]["lo"] > 0 and oracle["corrected_ttest"]["seed_sd"] is not None, oracle["because"]
     assert noise["verdict"] != "improves", noise["because"]
