@@ -110,7 +110,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ratios", type=_floats, default="0.5,1,2", help="synthetic images per real image, per class, for real+synthetic")
     p.add_argument("--balance", action="store_true", help="add synthetic images only to minority classes (at most up to the majority count)")
     p.add_argument("--folds", type=arg(integer(2, what="folds split the patients in two or more parts")), default=5, help="patient-grouped stratified folds")
-    p.add_argument("--seeds", type=arg(positive_int), default=3, help="classifier seeds per fold (averaged within a fold before testing)")
+    p.add_argument("--seeds", type=arg(positive_int), default=3, help="classifier seeds per fold (averaged within a fold before testing; with 2 or more the t-test measures the seed noise and leaves it out of the training-set correction)")
     p.add_argument("--repeats", type=arg(positive_int), default=1,
                    help="repetitions of the k-fold split, each a fresh seeded patient-grouped partition (more repeats, more power)")
     p.add_argument("--margin", type=arg(positive_float), default=0.01,
