@@ -49,4 +49,3 @@ def open_out(cfg: ExperimentConfig) -> Path:
     (out / "units").mkdir(parents=True, exist_ok=True)
     atomic_write_json(proto, {"format": FORMAT, "format_version": PROTOCOL_FORMAT_VERSION, "unit_fingerprint": cfg.unit_fingerprint(), "config": cfg.to_dict()})
     return out
-

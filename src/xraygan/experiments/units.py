@@ -157,4 +157,3 @@ def fold_auc(ds: PreparedDataset, rec: dict) -> float:
     rows = np.asarray(rec["fold_test"]["rows"])
     score = np.asarray(rec["fold_test"]["score"])
     return macro_auc(ds.labels[rows], score) if score.ndim == 2 else auc_score(ds.labels[rows], score)
-

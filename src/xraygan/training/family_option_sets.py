@@ -22,11 +22,9 @@ class ExtraLossOptions:
     vgg_weights: str = option("", str, "local torchvision vgg16 state dict for perceptual (nothing is downloaded)")
 
 
-
 @dataclass
 class NoOptions:
     """A family without options of its own."""
-
 
 
 @dataclass
@@ -46,7 +44,6 @@ class DCGANOptions(ExtraLossOptions):
                                            legacy=0.0)  # runs from before the term trained without it
 
 
-
 @dataclass
 class FastGANOptions:
     """``--model-option`` keys of ``--model fastgan``."""
@@ -56,7 +53,6 @@ class FastGANOptions:
     embed_dim: int = option(32, int, "size of G's label embedding (conditional)", lo=1)
     mbstd: Any = option("auto", "auto_bool", "D: per-class minibatch standard deviation map before its last convolution (auto: on when conditional)")
     balance: Any = option("auto", "auto_bool", "draw real batches class-balanced: a uniform class, then a uniform image of it (auto: on when conditional)")
-
 
 
 @dataclass
@@ -71,7 +67,6 @@ class PGGANOptions(ExtraLossOptions):
     channel_max: Optional[int] = option(None, int, "channel cap; unset: min(8 * --width, 512)", lo=1)
 
 
-
 @dataclass
 class ProjectedOptions:
     """``--model-option`` keys of ``--model projected``."""
@@ -81,7 +76,6 @@ class ProjectedOptions:
     encoder_size: int = option(64, int, "side images are resized to before the encoder (64: the side it was trained at; 32: about 4x cheaper)", lo=16)
     embed_dim: int = option(32, int, "size of G's label embedding (conditional)", lo=1)
     balance: Any = option("auto", "auto_bool", "draw real batches class-balanced: a uniform class, then a uniform image of it (auto: on when conditional)")
-
 
 
 @dataclass
