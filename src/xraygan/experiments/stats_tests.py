@@ -139,8 +139,11 @@ def corrected_repeated_cv_ttest(diffs, n_train: float, n_test: float, alpha: flo
     with df = J - 1, or when b > 0 the Welch-Satterthwaite df (Satterthwaite 1946) of that difference
     of two variance estimates, ``se^2 = (1/J + r) s^2 - r v_e / S``, kept within [(J-1)/2, J-1]:
     unbounded, it falls towards 0 where b is barely positive and gave intervals 10-300x wider than
-    the t-test on the seed means; J - 1 alone was liberal (6.4-7.7% at alpha 0.05 where training-set
-    variation dominates, 4,000 simulations); the bounded df gave 4.5-5.2% there.
+    the t-test on the seed means; J - 1 alone was liberal where training-set variation dominates
+    (``benchmarks/calibration_df.py``: 6.4% and 7.7% at alpha 0.05 with K=5, S=3; bounded 5.2% and
+    4.5%; the correction on all of s^2 5.7% and 5.3%). With 10 folds or stronger training-set
+    variation every variant rejects 9-12% there: the n_test/n_train heuristic itself understates
+    that correlation.
 
     This is the Nadeau-Bengio variance with the correlation applied to the training-set component
     alone (one variance-components step; with v_e = 0 or S = 1 it is the formula above). In
