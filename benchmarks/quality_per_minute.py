@@ -19,9 +19,9 @@ PREPARED is a prepared dataset of the shared chest X-rays (``xraygan prepare
   mode seeking; in the tables of sessions 5-6 this arm is called ``cpu-auto``);
 - ``cpu-translate`` (DiffAugment translation), ``cpu-nobalance`` (labels at the data's class
   frequencies instead of balanced), ``cpu-ms`` (MSGAN's mode-seeking term, weight 1):
-  ``cpu-base`` with one change; ``cpu-translate-ms``: with both (at 64 px, today's ``cpu-auto``);
+  ``cpu-base`` with one change; ``cpu-translate-ms``: with both (the 64-px default of sessions 6-7);
   ``cpu-translate-ms2`` (mode-seeking weight 2) and ``cpu-translate-ms-ema`` (EMA decay 0.9995 instead
-  of 0.999): candidates on top of it;
+  of 0.999): candidates on top of it (``cpu-translate-ms2`` is today's 64-px ``cpu-auto``); ``cpu-ms2``: mode-seeking weight 2 without DiffAugment (32 px);
 
 Training time is **process CPU time** (``time.process_time()``) of the training process, counted
 from the arm's start; the snapshot checkpoints written at each mark are excluded (their CPU time is
@@ -73,6 +73,7 @@ CPU_BASE = {"diffaug": "none", "model_options": {"mode_seeking": 0.0}}
 # cpu-base with one change (64-px diagnosis: NORMAL recall and copying after 10 minutes)
 CPU_VARIANTS = {"cpu-base": {}, "cpu-translate": {"diffaug": "translation"}, "cpu-nobalance": {"model_options": {"balance": False}},
                 "cpu-ms": {"model_options": {"mode_seeking": 1.0}},
+                "cpu-ms2": {"model_options": {"mode_seeking": 2.0}},  # 32 px: mode-seeking weight 2 without DiffAugment
                 "cpu-translate-ms": {"diffaug": "translation", "model_options": {"mode_seeking": 1.0}},
                 # candidates beyond today's 64-px default (= cpu-translate-ms) for the seeds whose NORMAL recall lags
                 "cpu-translate-ms2": {"diffaug": "translation", "model_options": {"mode_seeking": 2.0}},

@@ -229,6 +229,20 @@ def test_mode_seeking_option_trains_and_logs_its_term(tiny_prepared: Path, tmp_p
     assert _ckpt(run)["config"]["model_options"]["mode_seeking"] == 1.0
 
 
+@pytest.mark.parametrize("size,conditional,options,weight", [
+    (16, True, {}, 1.0), (32, True, {}, 1.0), (64, True, {}, 2.0), (128, True, {}, 2.0),
+    (64, False, {}, 0.0), (64, True, {"mode_seeking": 0.5}, 0.5)])
+def test_default_mode_seeking_weight_by_size(size: int, conditional: bool, options: dict, weight: float) -> None:
+    """Unset, the weight is 2 from 64 px and 1 below when conditional (measured, docs/benchmarks.md), 0 without labels;
+    what the user sets is kept."""
+    from xraygan.training.config import config_from_options
+    from xraygan.training.families import get_family
+
+    cfg = config_from_options({"model": "dcgan", "size": size, "width": 4, "latent_dim": 8, "model_options": options})
+    fam = get_family("dcgan")(cfg, 2 if conditional else 0, torch.device("cpu"))
+    assert fam.options.mode_seeking == weight
+
+
 def test_mode_seeking_is_on_by_default_when_conditional_and_old_runs_resume_without_it(tiny_prepared: Path, tmp_path: Path) -> None:
     import yaml
 

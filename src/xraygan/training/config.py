@@ -19,10 +19,11 @@ from xraygan.training.family_option_sets import FAMILY_OPTIONS
 from xraygan.training.family_options import FAMILIES, UNCONDITIONAL_FAMILIES, legacy_options
 
 CONFIG_FORMAT_VERSION = 1
-# What unset GAN options resolve to (DCGAN mode seeking when conditional; `--diffaug auto` translation
+# What unset GAN options resolve to (DCGAN mode seeking when conditional, weight 2 from 64 px and 1
+# below: default_mode_seeking; `--diffaug auto` translation
 # from 64 px for the DCGAN). An experiment's fingerprint carries it, so fold GANs trained under
 # other defaults by an older xraygan are never mixed into one verdict. Change it with such a default.
-GAN_DEFAULTS_RULE = "ms-conditional-dcgan,translation-64-dcgan"
+GAN_DEFAULTS_RULE = "ms2-64-ms1-conditional-dcgan,translation-64-dcgan"
 
 
 @dataclass

@@ -64,7 +64,7 @@ from xraygan.training.config import TrainConfig
 from xraygan.training.family_common import ExtraGLosses, apply_speed, autocast_for, user_or_paper
 from xraygan.training.family_option_sets import DCGANOptions, ExtraLossOptions, NoOptions
 from xraygan.training.family_options import FAMILIES, parse_options
-from xraygan.training.gan_losses import mode_seeking_loss
+from xraygan.training.gan_losses import default_mode_seeking, mode_seeking_loss
 from xraygan.training.losses import d_loss, g_loss
 
 __all__ = ["FAMILIES", "GANFamily", "check_model_options", "get_family"]
@@ -200,9 +200,9 @@ class DCGANFamily(GANFamily):
                 setattr(o, key, bool(self.n_classes))
             elif not isinstance(value, bool):
                 raise XrayganError(f"--model-option {key}={value}: choose true, false or auto")
-        if getattr(o, "mode_seeking", 0.0) is None:
-            o.mode_seeking = 1.0 if self.n_classes else 0.0
         c = self.cfg
+        if getattr(o, "mode_seeking", 0.0) is None:
+            o.mode_seeking = default_mode_seeking(c.size, bool(self.n_classes))
         return (Generator(c.size, self.latent_dim, c.width, self.n_classes, cond=o.g_cond),
                 Discriminator(c.size, c.width, self.n_classes, norm=o.d_norm, embed_init=float(o.d_embed_init), mbstd=o.mbstd))
 

@@ -40,7 +40,8 @@ class DCGANOptions(ExtraLossOptions):
     fake_labels: str = option("real", str, "labels of the fake batch: real (those of the real batch) or uniform", choices=("real", "uniform"))
     d_embed_init: float = option(0.02, float, "std of the projection embedding's initial weights (bn discriminator)", lo=0.0)
     mode_seeking: Optional[float] = option(None, float, "weight of MSGAN's mode-seeking term in G's loss: 1 / (image distance / latent distance) "
-                                           "over pairs of one label in the batch (Mao et al. 2019; 0 = off; unset: 1 when conditional, else 0)", lo=0.0,
+                                           "over pairs of one label in the batch (Mao et al. 2019; 0 = off; unset: when conditional 2 from 64 px and 1 below, "
+                                           "else 0)", lo=0.0,
                                            legacy=0.0)  # runs from before the term trained without it
 
 

@@ -108,3 +108,21 @@ def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor, labels: Optional[torc
         return None
     ratio = (fake[a] - fake[b]).abs().float().mean() / (z[a] - z[b]).abs().float().mean()
     return 1.0 / (ratio + eps)
+
+
+MODE_SEEKING_WEIGHT_SIZE = 64  # from this training size an unset mode-seeking weight is 2, below it 1
+
+
+def default_mode_seeking(size: int, conditional: bool) -> float:
+    """The weight of :func:`mode_seeking_loss` when ``--model-option mode_seeking`` is unset.
+
+    0 for an unconditional model (nothing to pull apart within a label). When conditional, 2 from
+    :data:`MODE_SEEKING_WEIGHT_SIZE` px and 1 below, as measured (``benchmarks/quality_per_minute.py``,
+    shared chest X-rays, docs/benchmarks.md): at 64 px after 30 CPU-minutes, weight 2 raised the lowest
+    per-class recall over three seeds from 0.55 to 0.71 (random-CNN features); at 32 px after 4
+    CPU-minutes the two weights tied on recall (0.79/0.78 vs 0.74/0.81 on two seeds) and weight 1 kept
+    the lower FD, so it stays there.
+    """
+    if not conditional:
+        return 0.0
+    return 2.0 if size >= MODE_SEEKING_WEIGHT_SIZE else 1.0
