@@ -19,10 +19,16 @@ Each unit's AUC is taken on its fold's test images; differences are arm b - arm 
 - old t-test (before issue 13): ``corrected_ttest`` on the K*S fold x seed differences (df = K*S - 1).
 - t-test on seed means (sessions 4-6): ``corrected_repeated_cv_ttest`` on the (R, K) seed-averaged
   differences, df = R*K - 1, the n_test/n_train correction on all of their variance.
-- t-test now: ``corrected_repeated_cv_ttest`` on the (R, K, S) differences: the same df, the seed
-  variance measured within folds and left uncorrected, the correction on the rest.
-All three with n_train = training patients per fold *before* ``--real-fraction`` (as
+- t-test of session 7: ``corrected_repeated_cv_ttest`` on the (R, K, S) differences: the same df, the
+  seed variance measured within folds and left uncorrected, the correction on the rest.
+- t-test now: the same with ``train_overlap`` = the folds' shared training patients relative to the
+  full partition (``summary.train_overlap``; about the fraction below 1, since every fold keeps its
+  own random subset), which scales the Nadeau-Bengio correlation.
+All of them with n_train = training patients per fold *before* ``--real-fraction`` (as
 summary.n_train_n_test) and n_test = test patients per fold.
+Every simulation adds a reference row, the *uncorrected* t-test on the seed means (se^2 = s^2/J,
+df J - 1): where it is itself far below alpha, the null's fold differences are what make every
+t-test conservative, not the correction.
 
 DeLong (one test set, two fixed scorers). Scorer a: ``latent_i + z_i . w_a + eps``; scorer b the
 same with an independent direction of the same norm (equal population AUC: the null). Old:
@@ -46,6 +52,7 @@ random 80% of the fold's training patients: the arms' training data differ, as r
 real+synthetic do, yet the arms are exchangeable).
 
     OMP_NUM_THREADS=1 python benchmarks/calibration.py --only e2e --e2e 500 [--nulls seed,subsample]
+        [--e2e-repeats R] [--e2e-folds K]   # R fresh partitions of K folds per null experiment
     OMP_NUM_THREADS=1 python benchmarks/calibration.py --only cnn --cnn 50 --nulls seed --fractions 1
 
 Power: arm/scorer b gets ``delta * c_i`` added, delta set by the binormal formula so that the
@@ -57,19 +64,24 @@ import argparse
 import os
 import sys
 import time
+import zlib
 
 import numpy as np
 from scipy import stats as sps
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 from xraygan.experiments import stats  # noqa: E402
+from xraygan.experiments.summary import pairwise_overlap  # noqa: E402
 
 D = 4
 MU, SB, SE_IMG, SZ_P, SZ_I, SEPS = 1.5, 0.8, 0.6, 1.0, 0.5, 0.3
 SN_P, SN_I = 0.6, 0.4  # a trained model's own errors: patient part, image part
 ALPHA = 0.05
 NB_ROW = "t-test on seed means, correction on all their variance (sessions 4-6)"
-NEW_ROW = "t-test, correction on the training-set part only (seed variance split off)"
+S7_ROW = "t-test, correction on the training-set part only (seed variance split off; session 7)"
+NEW_ROW = "t-test now: seed variance split off, correlation scaled by the folds' training overlap"
+# reference: no correction at all (fold means taken as independent, df J - 1)
+PLAIN_ROW = "reference: uncorrected t-test on seed means (not used by xraygan)"
 
 
 def population(rng, n_pat):
@@ -118,18 +130,22 @@ def shift_for(delta_auc, model_var):
 
 
 def sim_cv(rng, n_pat, repeats, k, seeds, frac, sigma_w, sigma_v, shift):
-    """One simulated experiment: differences (R, K, S) of fold AUCs, n_train before/after subsampling, n_test."""
+    """One simulated experiment: differences (R, K, S) of fold AUCs, n_train before/after subsampling, n_test,
+    and the folds' training overlap (summary.train_overlap)."""
     c, pid, y, latent, _ = population(rng, n_pat)
     u = rng.normal(0, 1, (2, n_pat))  # per-arm, per-patient contribution to the trained model's quality
     diffs = np.empty((repeats, k, seeds))
-    ntr_full, ntr, nte = [], [], []
+    ntr_full, ntr, nte, omega = [], [], [], []
     for r in range(repeats):
         fold = patient_folds(rng, c, k)
+        used, full = [], []
         # each arm's own errors on each image (patient part + image part), shared by its seeds
         err = rng.normal(0, SN_P, (2, n_pat))[:, pid] + rng.normal(0, SN_I, (2, len(pid)))
         for f in range(k):
             train_all = np.flatnonzero(fold != f)
             train = subsample(rng, train_all, c, frac)
+            used.append(set(train.tolist()))
+            full.append(set(train_all.tolist()))
             test_img = np.flatnonzero(fold[pid] == f)
             ntr_full.append(len(train_all))
             ntr.append(len(train))
@@ -141,7 +157,8 @@ def sim_cv(rng, n_pat, repeats, k, seeds, frac, sigma_w, sigma_v, shift):
             sc[1] += shift * y[test_img]
             a = aucs(y[test_img], sc.reshape(2 * seeds, -1)).reshape(2, seeds)
             diffs[r, f] = a[1] - a[0]
-    return diffs, float(np.mean(ntr_full)), float(np.mean(ntr)), float(np.mean(nte))
+        omega.append(min(1.0, pairwise_overlap(used) / pairwise_overlap(full)))  # as summary.train_overlap
+    return diffs, float(np.mean(ntr_full)), float(np.mean(ntr)), float(np.mean(nte)), float(np.mean(omega))
 
 
 def run_ttests(n_sims, seed, scenarios, power_shift_auc=0.02):
@@ -150,25 +167,29 @@ def run_ttests(n_sims, seed, scenarios, power_shift_auc=0.02):
         model_var = SN_P**2 + SN_I**2
         for planted in (0.0, power_shift_auc):
             shift = 0.0 if planted == 0 else shift_for(planted, model_var)
-            rng = np.random.default_rng([seed, hash(name) % 2**31, int(planted * 1000)])
-            rej_old = rej_nb = rej_new = 0
+            rng = np.random.default_rng([seed, zlib.crc32(name.encode()), int(planted * 1000)])  # stable across processes
+            rej_old = rej_nb = rej_s7 = rej_new = rej_plain = 0
             realised = []
             t0 = time.process_time()
             for _ in range(n_sims):
-                d, ntr_full, ntr, nte = sim_cv(rng, shift=shift, **{k_: v for k_, v in kw.items()})
+                d, ntr_full, ntr, nte, omega = sim_cv(rng, shift=shift, **{k_: v for k_, v in kw.items()})
                 realised.append(np.mean(d))
                 if kw["repeats"] == 1:  # today's test only exists for one partition
                     old = stats.corrected_ttest(d[0].ravel(), n_train=ntr_full, n_test=nte)
                     rej_old += old.p < ALPHA
                 rej_nb += stats.corrected_repeated_cv_ttest(d.mean(axis=2), n_train=ntr_full, n_test=nte).p < ALPHA
-                rej_new += stats.corrected_repeated_cv_ttest(d, n_train=ntr_full, n_test=nte).p < ALPHA
+                rej_s7 += stats.corrected_repeated_cv_ttest(d, n_train=ntr_full, n_test=nte).p < ALPHA
+                rej_new += stats.corrected_repeated_cv_ttest(d, n_train=ntr_full, n_test=nte, train_overlap=omega).p < ALPHA
+                rej_plain += stats.corrected_ttest(d.mean(axis=2).ravel(), n_train=1.0, n_test=0.0).p < ALPHA
             cpu = time.process_time() - t0
             tag = "type-I" if planted == 0 else f"power (dAUC {np.mean(realised):+.4f})"
             if kw["repeats"] == 1:
                 rows.append(("old corrected_ttest (K*S diffs, n_train before subsampling)", name, tag, rej_old / n_sims, n_sims, cpu / 2))
-            share = cpu / (3 if kw["repeats"] == 1 else 2)
+            share = cpu / (5 if kw["repeats"] == 1 else 4)
             rows.append((NB_ROW, name, tag, rej_nb / n_sims, n_sims, share))
+            rows.append((S7_ROW, name, tag, rej_s7 / n_sims, n_sims, share))
             rows.append((NEW_ROW, name, tag, rej_new / n_sims, n_sims, share))
+            rows.append((PLAIN_ROW, name, tag, rej_plain / n_sims, n_sims, share))
     return rows
 
 
@@ -275,14 +296,15 @@ def _cnn_scores(xtr, ytr, xte, seed, steps=100):
 
 
 def run_e2e(n_sims: int, seed: int, data: str, cache: str, frac: float, k: int = 3, seeds: int = 2,
-            null: str = "seed", model: str = "lr"):
+            null: str = "seed", model: str = "lr", repeats: int = 1):
     """Type-I error of the old and new tests over ``n_sims`` end-to-end null experiments.
 
     ``null``: ``seed`` -- both arms train on the same images, only the seeds differ; ``subsample`` --
     each arm (and seed) trains on its own random 80% of the fold's kept training patients, so the arms'
     training data differ as real and real+synthetic do, yet the arms are exchangeable (no true
     difference). ``model``: ``lr`` (SGD logistic regression on cached encoder features) or ``cnn``
-    (the experiment's small CNN on 16-px images, 100 steps, one seed per arm and fold).
+    (the experiment's small CNN on 16-px images, 100 steps, one seed per arm and fold). ``repeats``:
+    partitions per experiment (``--repeats``; the t-tests use all of them, DeLong the first).
     """
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -296,7 +318,7 @@ def run_e2e(n_sims: int, seed: int, data: str, cache: str, frac: float, k: int =
     _, pid = np.unique(p, return_inverse=True)
     c = np.zeros(pid.max() + 1, np.int64)
     np.maximum.at(c, pid, y)
-    rej = {"old t-test": 0, NB_ROW: 0, NEW_ROW: 0, "old DeLong": 0, "new DeLong": 0}
+    rej = {"old t-test": 0, NB_ROW: 0, S7_ROW: 0, NEW_ROW: 0, PLAIN_ROW: 0, "old DeLong": 0, "new DeLong": 0}
     t0 = time.process_time()
 
     def arm_scores(rng, tr, te):
@@ -311,31 +333,41 @@ def run_e2e(n_sims: int, seed: int, data: str, cache: str, frac: float, k: int =
 
     for sim in range(n_sims):
         rng = np.random.default_rng([seed, sim])
-        sgkf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=int(rng.integers(2**31)))
-        d = np.zeros((1, k, seeds))
+        d = np.zeros((repeats, k, seeds))
         strata_old, strata_new = [], []
-        n_tr, n_te = [], []
-        for j, (tr, te) in enumerate(sgkf.split(f[:, :1].reshape(len(f), -1), y, groups=pid)):
-            pats = np.unique(pid[tr])
-            kept = subsample(rng, pats, c, frac) if frac < 1 else pats
-            tr = tr[np.isin(pid[tr], kept)]
-            n_tr.append(len(pats))  # the partition's training patients, before the fraction (summary.py)
-            n_te.append(len(np.unique(pid[te])))
-            sa, sb = arm_scores(rng, tr, te), arm_scores(rng, tr, te)
-            for s in range(seeds):
-                d[0, j, s] = stats.auc_score(y[te], sb[s]) - stats.auc_score(y[te], sa[s])
-            strata_old.append((y[te], np.mean(sa, 0), np.mean(sb, 0)))
-            strata_new.append((y[te], np.mean(sa, 0), np.mean(sb, 0), pid[te]))
-        rej["old t-test"] += stats.corrected_ttest(d.ravel(), n_train=np.mean(n_tr), n_test=np.mean(n_te)).p < ALPHA
+        n_tr, n_te, omega = [], [], []
+        for r in range(repeats):
+            used, full = [], []
+            sgkf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=int(rng.integers(2**31)))
+            for j, (tr, te) in enumerate(sgkf.split(f[:, :1].reshape(len(f), -1), y, groups=pid)):
+                pats = np.unique(pid[tr])
+                kept = subsample(rng, pats, c, frac) if frac < 1 else pats
+                tr = tr[np.isin(pid[tr], kept)]
+                used.append(set(kept.tolist()))
+                full.append(set(pats.tolist()))
+                n_tr.append(len(pats))  # the partition's training patients, before the fraction (summary.py)
+                n_te.append(len(np.unique(pid[te])))
+                sa, sb = arm_scores(rng, tr, te), arm_scores(rng, tr, te)
+                for s in range(seeds):
+                    d[r, j, s] = stats.auc_score(y[te], sb[s]) - stats.auc_score(y[te], sa[s])
+                if r == 0:  # DeLong on one partition: every test patient once
+                    strata_old.append((y[te], np.mean(sa, 0), np.mean(sb, 0)))
+                    strata_new.append((y[te], np.mean(sa, 0), np.mean(sb, 0), pid[te]))
+            omega.append(min(1.0, pairwise_overlap(used) / pairwise_overlap(full)))
+        if repeats == 1:  # the old test only exists for one partition
+            rej["old t-test"] += stats.corrected_ttest(d.ravel(), n_train=np.mean(n_tr), n_test=np.mean(n_te)).p < ALPHA
         # n as summary.n_train_n_test; NB_ROW: the correction on all of the fold-mean variance (session 5)
         rej[NB_ROW] += stats.corrected_repeated_cv_ttest(d.mean(axis=2), n_train=np.mean(n_tr), n_test=np.mean(n_te)).p < ALPHA
-        rej[NEW_ROW] += stats.corrected_repeated_cv_ttest(d, n_train=np.mean(n_tr), n_test=np.mean(n_te)).p < ALPHA
+        rej[S7_ROW] += stats.corrected_repeated_cv_ttest(d, n_train=np.mean(n_tr), n_test=np.mean(n_te)).p < ALPHA
+        rej[NEW_ROW] += stats.corrected_repeated_cv_ttest(d, n_train=np.mean(n_tr), n_test=np.mean(n_te),
+                                                          train_overlap=float(np.mean(omega))).p < ALPHA
+        rej[PLAIN_ROW] += stats.corrected_ttest(d.mean(axis=2).ravel(), n_train=1.0, n_test=0.0).p < ALPHA
         rej["old DeLong"] += stats.delong_stratified(strata_old).p < ALPHA
         rej["new DeLong"] += stats.delong_clustered_stratified(strata_new).p < ALPHA
     cpu = time.process_time() - t0
     what = "LR on encoder features" if model == "lr" else "small CNN, 16 px, 100 steps"
-    scen = f"e2e {what}, {null} null, K={k} S={seeds}, fraction {frac:g}"
-    return [(test, scen, "type-I", r / n_sims, n_sims, cpu) for test, r in rej.items()]
+    scen = f"e2e {what}, {null} null, R={repeats} K={k} S={seeds}, fraction {frac:g}"
+    return [(test, scen, "type-I", r / n_sims, n_sims, cpu) for test, r in rej.items() if repeats == 1 or test != "old t-test"]
 
 
 def main(argv=None):
@@ -348,6 +380,9 @@ def main(argv=None):
                                                    "chest-xray-pneumonia"), help="folder with labels.csv (for --e2e and --cnn)")
     ap.add_argument("--cache", default="/tmp", help="where the encoder features are cached (for --e2e)")
     ap.add_argument("--fractions", default="1,0.1", help="real fractions of the end-to-end nulls")
+    ap.add_argument("--e2e-repeats", type=int, default=1, metavar="R", help="partitions per end-to-end null experiment "
+                    "(--repeats; 2 is the issue's shared-data protocol)")
+    ap.add_argument("--e2e-folds", type=int, default=3, metavar="K", help="folds per partition of the end-to-end nulls")
     ap.add_argument("--nulls", default="seed,subsample", help="end-to-end null kinds: seed (same images, other seeds), "
                     "subsample (each arm its own random 80%% of the training patients)")
     ap.add_argument("--cnn", type=int, default=0, metavar="N", help="also N end-to-end nulls with the small CNN (sanity check)")
@@ -379,7 +414,8 @@ def main(argv=None):
         if n and args.only in (None, "e2e" if model == "lr" else "cnn"):
             for null in args.nulls.split(","):
                 for fr in (float(x) for x in args.fractions.split(",")):
-                    rows += run_e2e(n, args.seed, args.data, args.cache, fr, null=null, model=model)
+                    rows += run_e2e(n, args.seed, args.data, args.cache, fr, null=null, model=model,
+                                    repeats=args.e2e_repeats, k=args.e2e_folds)
     print(f"| test | setting | measure | rate at alpha {ALPHA} | MC SE | within 0.05 +- 2 MC SE | sims | CPU s |")
     print("|---|---|---|---|---|---|---|---|")
     for test, scen, tag, rate, n, cpu in rows:

@@ -56,6 +56,17 @@ def test_real_fraction_keeps_that_fraction_of_training_patients(tiny_prepared):
         F.make_folds(ds, n_folds=2, real_fraction=1.5)
 
 
+def test_train_overlap_of_the_folds_is_one_at_full_data_and_about_the_fraction_below(tmp_path):
+    from tests.helpers import make_prepared
+    from xraygan.experiments.summary import train_overlap
+
+    ds = PreparedDataset.open(make_prepared(tmp_path / "p", size=8, n_per_class=240, per_patient=2))
+    assert train_overlap(ds, F.make_repeated_folds(ds, n_folds=3, repeats=2, seed=0)) == pytest.approx(1.0)
+    for fraction in (0.25, 0.5):
+        omega = train_overlap(ds, F.make_repeated_folds(ds, n_folds=3, repeats=2, seed=0, real_fraction=fraction))
+        assert omega == pytest.approx(fraction, abs=0.12), (fraction, omega)
+
+
 def test_too_many_folds_is_a_clear_error(tiny_prepared):
     with pytest.raises(XrayganError, match="--folds"):
         F.make_folds(PreparedDataset.open(tiny_prepared), n_folds=50)

@@ -91,6 +91,39 @@ def test_repeated_cv_ttest_type_one_error_within_bounds():
     assert rej_naive / n_sims > rate  # counting seeds as splits is more liberal
 
 
+def test_train_overlap_scales_the_nadeau_bengio_correlation_by_hand():
+    d = [[0.01, 0.03], [0.02, 0.04]]
+    s2 = 5e-4 / 3
+    full = stats.corrected_repeated_cv_ttest(d, n_train=90, n_test=10)
+    assert stats.corrected_repeated_cv_ttest(d, n_train=90, n_test=10, train_overlap=1.0).se == pytest.approx(full.se)
+    half = stats.corrected_repeated_cv_ttest(d, n_train=90, n_test=10, train_overlap=0.5)
+    rho = 0.5 * 10 / 100  # omega n_test / (n_test + n_train)
+    assert half.se == pytest.approx(np.sqrt((1 / 4 + rho / (1 - rho)) * s2)) and half.train_overlap == 0.5
+    assert half.test_train_ratio == pytest.approx(rho / (1 - rho)) and half.p < full.p
+    none = stats.corrected_repeated_cv_ttest(d, n_train=90, n_test=10, train_overlap=0.0)
+    assert none.se == pytest.approx(np.sqrt(s2 / 4)) and none.df == 3  # no shared training data: the plain t-test
+    with pytest.raises(ValueError, match="train_overlap"):
+        stats.corrected_repeated_cv_ttest(d, n_train=90, n_test=10, train_overlap=1.5)
+
+
+def test_train_overlap_keeps_the_type_one_error_when_folds_share_little():
+    """Folds whose training sets share a quarter of what a full partition's do (--real-fraction 0.25):
+    the fold-shared component's correlation is a quarter of Nadeau & Bengio's rho. The unscaled test is
+    conservative; scaled by the overlap it rejects near alpha."""
+    rng = np.random.default_rng(21)
+    k, n_sims, omega = 5, 1000, 0.25
+    rho = omega * 1.0 / (1.0 + 4.0)
+    rej_scaled = rej_full = 0
+    for _ in range(n_sims):
+        folds = rng.normal(0, np.sqrt(rho)) + rng.normal(0, np.sqrt(1 - rho), k)
+        seeds = folds[:, None] + rng.normal(0, 0.3, (k, 3))
+        rej_scaled += stats.corrected_repeated_cv_ttest(seeds[None], n_train=4.0, n_test=1.0, train_overlap=omega).p < 0.05
+        rej_full += stats.corrected_repeated_cv_ttest(seeds[None], n_train=4.0, n_test=1.0).p < 0.05
+    mcse = np.sqrt(0.05 * 0.95 / n_sims)
+    assert abs(rej_scaled / n_sims - 0.05) <= 3 * mcse, rej_scaled / n_sims
+    assert rej_full / n_sims < 0.05 - 3 * mcse, rej_full / n_sims
+
+
 # --- clustered DeLong ------------------------------------------------------------------------------
 def _scores(seed=0, n=60):
     rng = np.random.default_rng(seed)

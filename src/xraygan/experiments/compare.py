@@ -49,6 +49,7 @@ class Context:
     n_test: float
     counts: dict
     strata: np.ndarray | None = None  # per stacked OOF row: (repeat, fold) index
+    train_overlap: float = 1.0  # summary.train_overlap: shared training patients, relative to fraction 1
 
     @property
     def multi(self) -> bool:
@@ -76,11 +77,12 @@ def _compare(ctx: Context, label: str, against: str) -> dict:
     cfg, repeats = ctx.cfg, len(ctx.partitions)
     base, other = ctx.arms[against]["units"], ctx.arms[label]["units"]
     diffs = _auc_differences(base, other, repeats, cfg.folds, cfg.seeds)
-    tt = stats.corrected_repeated_cv_ttest(diffs, n_train=ctx.n_train, n_test=ctx.n_test, alpha=cfg.alpha)
+    tt = stats.corrected_repeated_cv_ttest(diffs, n_train=ctx.n_train, n_test=ctx.n_test, alpha=cfg.alpha,
+                                           train_overlap=ctx.train_overlap)
     secondary = {}
     for m in [m for m in TESTED_SECONDARY if other and m in other[0]["fold_test"]]:
         t2 = _safe(stats.corrected_repeated_cv_ttest, _auc_differences(base, other, repeats, cfg.folds, cfg.seeds, m),
-                   n_train=ctx.n_train, n_test=ctx.n_test, alpha=cfg.alpha)
+                   n_train=ctx.n_train, n_test=ctx.n_test, alpha=cfg.alpha, train_overlap=ctx.train_overlap)
         if t2 is not None:
             secondary[m] = {"mean": t2.mean, "se": t2.se, "df": t2.df, "lo": t2.lo, "hi": t2.hi, "p": t2.p}
     sa, sb = ctx.scores[against], ctx.scores[label]

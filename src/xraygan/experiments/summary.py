@@ -84,13 +84,37 @@ def n_train_n_test(ds: PreparedDataset, folds: list[Fold]) -> tuple[float, float
     dropped), on purpose: the factor n_test/n_train stands in for the correlation between fold
     differences that comes from folds sharing training data. Simulated under the null
     (``benchmarks/calibration.py``, binormal scores with patient effects), the subsampled count
-    made the test far too conservative -- type-I error 0.001 instead of 0.05 at fraction 0.1 --
-    while the partition's count kept it near 0.05 with seeds averaged within each fold.
+    made the test far too conservative -- type-I error 0.001 instead of 0.05 at fraction 0.1. That
+    the subsampled folds share fewer training patients is what :func:`train_overlap` measures.
     """
     pats = ds.patients
     n_train = float(np.mean([len(set(pats[np.concatenate([f.train, f.dropped])])) for f in folds]))
     n_test = float(np.mean([len(set(pats[f.test])) for f in folds]))
     return n_train, n_test
+
+
+def train_overlap(ds: PreparedDataset, partitions: list[list[Fold]]) -> float:
+    """How much of their training patients the folds share, relative to the full partition (omega).
+
+    Per repetition, the mean over pairs of folds of |P_i & P_j| / sqrt(|P_i| |P_j|) for the patients
+    the folds train on (``Fold.train``), divided by the same for the partition's training patients
+    before ``--real-fraction`` (``train`` plus ``dropped``); averaged over repetitions. 1 at fraction 1;
+    about f at fraction f, since each fold keeps its own random f of its patients. It scales the
+    Nadeau-Bengio correlation of :func:`xraygan.experiments.stats_tests.corrected_repeated_cv_ttest`.
+    """
+    pats = ds.patients
+    ratios = []
+    for part in partitions:
+        full = pairwise_overlap([set(pats[np.concatenate([f.train, f.dropped])]) for f in part])
+        if full > 0:
+            ratios.append(min(1.0, pairwise_overlap([set(pats[f.train]) for f in part]) / full))
+    return float(np.mean(ratios)) if ratios else 1.0
+
+
+def pairwise_overlap(sets: list[set]) -> float:
+    """Mean over pairs of sets of |A & B| / sqrt(|A| |B|) (0 with fewer than two non-empty sets)."""
+    pairs = [len(a & b) / np.sqrt(len(a) * len(b)) for i, a in enumerate(sets) for b in sets[i + 1:] if a and b]
+    return float(np.mean(pairs)) if pairs else 0.0
 
 
 def summarize(cfg, ds: PreparedDataset, partitions: list[list[Fold]], labels: list[tuple], data: dict,
@@ -135,7 +159,8 @@ def summarize(cfg, ds: PreparedDataset, partitions: list[list[Fold]], labels: li
     counts = {"n_patients": int(len(set(p_rows))), "n_images": int(len(oof_rows)),
               "held_out": {k: {"n_patients": int(len(set(p))), "n_images": int(len(y))} for k, (y, p) in tests.items()}}
     ctx = Context(cfg, ds, partitions, oof_rows, tests, arms, scores, n_train, n_test, counts,
-                  strata=(fold_of + cfg.folds * np.arange(repeats)[:, None]).ravel())
+                  strata=(fold_of + cfg.folds * np.arange(repeats)[:, None]).ravel(),
+                  train_overlap=train_overlap(ds, partitions))
     comparisons = compare_all(ctx, labels)
     extra = {}
     if curve:  # several real fractions (issue 14)
