@@ -219,6 +219,11 @@ def resolved_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xraygan`` console script; returns the exit status."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    if "" in given:  # `xraygan prepare SRC "$OUT"` with OUT unset would otherwise mean the current folder
+        print(f"xraygan: error: argument {given.index('') + 1} is empty (an unset shell variable?); "
+              "give a value or leave the argument out", file=sys.stderr)
+        return 2
     try:
         args = parse_args(argv)
     except XrayganError as e:  # a config file or preset that cannot be used
@@ -253,6 +258,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"xraygan {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the machine said no (read-only or full disk, permissions, a file in the way)
+        if args.verbose:
+            raise
+        where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f)
+        what = e.strerror or " ".join(str(e).split()) or type(e).__name__
+        print(f"xraygan {args.command}: error: {where + ': ' if where else ''}{what}", file=sys.stderr)
+        return 1
     except Exception as e:  # a bug: one line, or the traceback with -v
         if args.verbose:
             raise

@@ -253,7 +253,9 @@ def read_pretrained(path: Path, device: Any = "cpu") -> dict[str, Any]:
     """The dict of a pretrained model file (checked: format and format version)."""
     from xraygan.training.checkpoint import load_versioned
 
-    return load_versioned(path, PRETRAINED_FORMAT, PRETRAINED_FORMAT_VERSION, "pretrained model", "reinstall xraygan", device)
+    shipped = Path(path).resolve().parent == Path(PRETRAINED_DIR).resolve()
+    fix = "reinstall xraygan" if shipped else "give a pretrained model file that xraygan wrote, or a shipped name (see `xraygan pretrained`)"
+    return load_versioned(path, PRETRAINED_FORMAT, PRETRAINED_FORMAT_VERSION, "pretrained model", fix, device)
 
 
 def pretrained_names(directory: str | Path = PRETRAINED_DIR) -> list[str]:

@@ -169,6 +169,8 @@ def test_exit_status_2_for_usage_1_for_input_and_internal_errors(tmp_path: Path,
     assert "give a prepared dataset" in _one_error_line(capsys)
     assert main(["train", str(tmp_path / "missing"), "--out", str(tmp_path / "r"), *TINY]) == 1  # input problem
     assert "missing" in _one_error_line(capsys)
+    assert main(["prepare", str(tmp_path / "missing"), ""]) == 2  # "$OUT" unset: not the current folder
+    assert "argument 3 is empty" in _one_error_line(capsys)
 
     import xraygan.commands.presets as presets
 
@@ -182,6 +184,24 @@ def test_exit_status_2_for_usage_1_for_input_and_internal_errors(tmp_path: Path,
     with pytest.raises(RuntimeError):
         main(["presets", "-v"])
     assert issubclass(UsageError, XrayganError)
+
+
+def test_an_os_refusal_and_a_damaged_pixel_array_are_one_line_errors(tiny_prepared: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    # the machine says no: /proc takes no new folders, even for root
+    assert main(["evaluate", "--real", str(tiny_prepared), "--fake", str(tiny_prepared), "--features", "random", "--n", "8",
+                 "--ssim-pairs", "4", "--kid-subsets", "2", "--no-cache", "--device", "cpu",
+                 "--out", "/proc/xraygan-no/e.json", "-q"]) == 1
+    line = _one_error_line(capsys)
+    assert "/proc/xraygan-no" in line and "internal error" not in line
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_prepared, damaged)
+    arr = (damaged / "pixels.npy").read_bytes()
+    (damaged / "pixels.npy").write_bytes(arr[: len(arr) // 2])  # truncated
+    assert main(["train", str(damaged), "--out", str(tmp_path / "r"), *TINY, "--steps", "1"]) == 1
+    line = _one_error_line(capsys)
+    assert "pixels.npy: damaged" in line and "xraygan prepare" in line and not (tmp_path / "r").exists()
 
 
 def test_help_documents_the_exit_statuses(capsys) -> None:

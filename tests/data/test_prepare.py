@@ -32,7 +32,7 @@ def _no_patient_in_two_splits(rows):
 
 def test_folder_contract(tmp_path):
     src = class_folder(tmp_path / "src", n_per_class=10)
-    ds = prepare(src, tmp_path / "out", size=8, patient_regex=r"img(\d+)")
+    ds = prepare(src, tmp_path / "out", size=8, patient_regex=r"img(\d+)", keep_source_names=True)
     info = json.loads((tmp_path / "out" / "dataset.json").read_text())
     assert info["format"] == "xraygan-prepared" and info["format_version"] == 1 and info["size"] == 8
     assert info["classes"] == ["NORMAL", "PNEUMONIA"] and info["source_type"] == "folder"

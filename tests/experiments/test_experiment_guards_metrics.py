@@ -54,6 +54,10 @@ def test_test_set_sharing_patients_or_pixels_is_refused(tiny_prepared, tmp_path)
         refuse_training_overlap("--test x", PreparedDataset.open(same_pixels), ds)
     clean = _rename_patients(make_prepared(tmp_path / "clean", size=16, n_per_class=8, seed=7), "ext-")
     refuse_training_overlap("--test x", PreparedDataset.open(clean), ds)  # no overlap: accepted
+    info = json.loads((clean / "dataset.json").read_text())  # the same set, its ids pseudonymised with another key
+    (clean / "dataset.json").write_text(json.dumps({**info, "patient_key_fingerprint": "0123456789abcdef"}))
+    with pytest.raises(XrayganError, match=r"--test x: its patient ids are pseudonymised with key 0123456789abcdef.*same --patient-key"):
+        refuse_training_overlap("--test x", PreparedDataset.open(clean), ds)
 
 
 # --- statistics --------------------------------------------------------------------------------

@@ -111,6 +111,39 @@ def test_inception_plumbing_with_a_stand_in_network_and_clear_errors(tmp_path):
         get_extractor("vgg")
 
 
+class _Boom:  # a pickle that runs code when unpickled
+    def __init__(self, flag):
+        self.flag = str(flag)
+
+    def __reduce__(self):
+        return (open, (self.flag, "w"))
+
+
+def test_inception_weights_are_never_unpickled_as_code(tmp_path, monkeypatch):
+    fid = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
+    flag = tmp_path / "PWNED"
+    evil = tmp_path / "evil.pth"
+    torch.save({"conv.weight": torch.zeros(1), "x": _Boom(flag)}, evil)
+    with pytest.raises(XrayganError, match="evil.pth.*weights_only=True"):
+        get_extractor("inception", inception_weights=evil)
+    assert not flag.exists()
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"conv.weight": torch.zeros(3, 3)}, wrong)
+    with pytest.raises(XrayganError, match="wrong.pth: does not hold the FID Inception-v3 weights"):
+        get_extractor("inception", inception_weights=wrong)
+    # a real (randomly initialised) Inception-v3 state dict of the right layout loads and embeds to 2048-d
+    with monkeypatch.context() as m:
+        m.setattr(fid, "load_state_dict_from_url", lambda *a, **k: {})
+        m.setattr(fid.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None)
+        torch.manual_seed(0)
+        state = fid.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"]).state_dict()
+    good = tmp_path / "random_inception.pth"
+    torch.save(state, good)
+    ex = get_extractor("inception", inception_weights=good)
+    f = ex.features(to_tensor(synthetic_xrays(2, 16, 0, 0)))
+    assert f.shape == (2, 2048) and np.isfinite(f).all() and ex.fingerprint.startswith("inception-v3-compat-")
+
+
 def test_feature_cache_is_keyed_by_content_and_extractor(tmp_path):
     pix = synthetic_xrays(6, 16, 0, 0)
     ex0, ex1 = get_extractor("random", seed=0), get_extractor("random", seed=1)
@@ -205,6 +238,29 @@ def test_cli_evaluate_prints_table_and_writes_json(tmp_path, capsys):
     assert rc == 0 and "Frechet distance" in text and "floor" in text and out.is_file()
     assert main(["evaluate", "--real", str(real), "--fake", str(tmp_path / "nope")]) == 1  # missing input
     assert main(["evaluate", "--fake", str(fake)]) == 2  # --real not given: a usage error
+
+
+def test_evaluate_never_overwrites_a_file_it_did_not_write(tmp_path):
+    real = make_prepared(tmp_path / "real", size=16, n_per_class=24)
+    fake = make_prepared(tmp_path / "fake", size=16, n_per_class=24, seed=5)
+    cmd = ["evaluate", "--real", str(real), "--fake", str(fake), "--n", "20", "--features", "random", "--kid-subsets", "3",
+           "--ssim-pairs", "20", "--no-cache", "--device", "cpu", "--out"]
+    mine = tmp_path / "notes.json"
+    mine.write_text("my notes")
+    assert main([*cmd, str(mine)]) == 2 and mine.read_text() == "my notes"  # exists: refused without --force
+    assert main([*cmd, str(mine), "--force"]) == 2 and mine.read_text() == "my notes"  # not xraygan's: refused with it too
+    pairs = tmp_path / "e.pairs.png"
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(pairs)  # a user's PNG where OUT.pairs.png would go
+    assert main([*cmd, str(tmp_path / "e.json"), "--force"]) == 2 and not (tmp_path / "e.json").exists()
+    pairs.unlink()
+    assert main([*cmd, str(tmp_path / "e.json")]) == 0
+    first = (tmp_path / "e.json").read_text()
+    assert Image.open(pairs).info["Software"].startswith("xraygan")
+    assert main([*cmd, str(tmp_path / "e.json")]) == 2  # its own result: still needs --force
+    assert main([*cmd, str(tmp_path / "e.json"), "--force", "--seed", "1"]) == 0
+    assert (tmp_path / "e.json").read_text() != first
+    assert main([*cmd, str(tmp_path)]) == 2  # a folder
+    assert main([*cmd, str(mine / "e.json")]) == 2  # under a file
 
 
 def test_channels_are_folded_to_grayscale(tmp_path):

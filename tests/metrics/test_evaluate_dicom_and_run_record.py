@@ -74,5 +74,5 @@ def test_evaluate_fake_whose_run_is_gone_warns_and_succeeds(tiny_run, tmp_path, 
     assert not (tmp_path / "gone").exists()
     # a folder that exists but is not an xraygan run is left alone
     (tmp_path / "gone").mkdir()
-    assert main(["evaluate", "--fake", str(gen), "--real", str(data), "--out", str(out_json), *EVAL]) == 0
+    assert main(["evaluate", "--fake", str(gen), "--real", str(data), "--out", str(out_json), "--force", *EVAL]) == 0
     assert list((tmp_path / "gone").iterdir()) == []

@@ -196,6 +196,41 @@ def test_pseudonymised_ids_key_file_and_split_independent_of_key(tmp_path, monke
     assert all(np.array_equal(x.train, y.train) and np.array_equal(x.test, y.test) for x, y in zip(fa, fb))
 
 
+def test_ids_in_file_names_and_identifying_csv_columns_stay_out(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XRAYGAN_PATIENT_KEY_FILE", str(tmp_path / "cfg" / "patient.key"))
+    src = tmp_path / "names"
+    for i in range(12):  # the patient id is in the file name, as in the public pediatric set
+        save_png(src / ("A" if i % 2 else "B") / f"zorbluck{100 + i // 2}_scan_{i}.png", gray8(i))
+    assert main(["prepare", str(src), str(tmp_path / "p"), "--size", "8", "--patient-regex", r"(zorbluck\d+)_", "-q"]) == 0
+    rows = _rows(tmp_path / "p")
+    assert all(re.fullmatch(r"source-\d+", r["source"]) for r in rows) and len({r["patient_id"] for r in rows}) == 6
+    _assert_clean(tmp_path / "p", ["zorbluck10"])  # the ids; the pattern itself is in dataset.json
+    assert main(["prepare", str(src), str(tmp_path / "k"), "--size", "8", "--patient-regex", r"(zorbluck\d+)_",
+                 "--keep-source-names", "-q"]) == 0  # asked for: kept
+    assert all("zorbluck" in r["source"] for r in _rows(tmp_path / "k"))
+    # a CSV whose patient column is PatientID, with a name and a birth date beside it
+    table = tmp_path / "csv"
+    with_phi = []
+    for i in range(12):
+        save_png(table / "img" / f"{i}.png", gray8(i))
+        with_phi.append({"path": f"img/{i}.png", "label": "A" if i % 2 else "B", "PatientID": f"MRN{900 + i // 2}",
+                         "PatientName": f"Vexworth^Ilsa{i}", "BirthDate": "19370511", "view": "PA"})
+    with open(table / "labels.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(with_phi[0]))
+        w.writeheader()
+        w.writerows(with_phi)
+    capsys.readouterr()
+    assert main(["prepare", str(table / "labels.csv"), str(tmp_path / "c"), "--size", "8"]) == 0
+    err = capsys.readouterr().err
+    assert "PatientName, BirthDate" in err and "--keep-identifying-columns" in err
+    rows = _rows(tmp_path / "c")
+    assert len({r["patient_id"] for r in rows}) == 6 and all(r["patient_id"].startswith("p-") for r in rows)
+    assert [r["view"] for r in rows] == ["PA"] * 12 and "PatientName" not in rows[0]
+    _assert_clean(tmp_path / "c", ["MRN90", "Vexworth", "19370511"])
+    assert main(["prepare", str(table / "labels.csv"), str(tmp_path / "c2"), "--size", "8", "--keep-identifying-columns", "-q"]) == 0
+    assert _rows(tmp_path / "c2")[0]["BirthDate"] == "19370511"
+
+
 def test_bad_patient_key_is_one_clear_error(tmp_path, capsys):
     csv_path = _csv_source(tmp_path / "src", n_patients=4)
     rc = main(["prepare", str(csv_path), str(tmp_path / "o1"), "--size", "8", "--patient-key", str(tmp_path / "missing.key")])

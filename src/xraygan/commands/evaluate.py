@@ -45,6 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=arg(positive_int), default=2000, help="images per side (real half A, real half B, synthetic); fewer if fewer exist")
     p.add_argument("--size", type=arg(positive_int), default=None, help="evaluation resolution in pixels (default: the real images' size); both sides are resized with the same resizer")
     p.add_argument("--out", type=Path, default=None, help="JSON file to write (and OUT.pairs.png); default: RUN/eval/step_<step>_<features>.json, or FAKE.eval-<features>.json beside --fake")
+    p.add_argument("--force", action="store_true", help="replace an existing --out JSON (and its OUT.pairs.png) that xraygan evaluate wrote")
     g = p.add_argument_group("metric options")
     g.add_argument("--seed", type=arg(seed), default=0, help="seed of the real halves, the synthetic sample, KID subsets and SSIM pairs")
     g.add_argument("--ssim-pairs", type=arg(positive_int), default=2000, help="random pairs for the mean SSIM diversity score")
@@ -104,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--real is required: the real images to compare with (a prepared dataset or class folders)")
     checkpoint, out = args.checkpoint, args.out
     if out is None and args.run is None and args.fake is not None:
-        out = args.fake.parent / f"{args.fake.name}.eval-{args.features}.json"  # beside the synthetic folder
+        fake = args.fake.resolve()  # `--fake .` has no name of its own
+        out = fake.parent / f"{fake.name}.eval-{args.features}.json"  # beside the synthetic folder
     if args.run is not None and checkpoint == "best" and not (args.run / "checkpoints" / "best.pt").is_file():
         checkpoint = "latest"
     res = evaluate(
@@ -112,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         features=args.features, n=args.n, seed=args.seed, ssim_pairs=args.ssim_pairs, kid_subsets=args.kid_subsets,
         kid_subset_size=args.kid_subset_size, device=args.device, inception_weights=args.inception_weights,
         encoder_path=args.encoder, cache=False if args.no_cache else args.cache, per_class=not args.no_per_class,
+        force=args.force,
     )
     print(format_result(res))
     for path in res.get("stored", []):

@@ -18,8 +18,12 @@ secret key from --patient-key FILE or a per-user key file created with mode 0600
 $XRAYGAN_PATIENT_KEY_FILE, else $XDG_CONFIG_HOME/xraygan/patient.key or
 ~/.config/xraygan/patient.key); the key never goes into any output, dataset.json keeps only its
 fingerprint, and the split does not depend on it. --patient-ids raw writes the ids as found. For a
-source with DICOM files the file names are replaced by source-<index> in every output (they often
-carry UIDs or names); --keep-source-names keeps them. No other DICOM header field is read.
+source with DICOM files, and wherever the file names hold the patient ids being pseudonymised (ids
+from --patient-regex, or CSV ids found in the names), the file names are replaced by source-<index>
+in every output; --keep-source-names keeps them. A CSV's patient column is patient_id, PatientID,
+Patient ID, subject_id, ... (or --patient-col); extra CSV columns that identify a person (name,
+birth date, MRN, address, UIDs) are not copied unless --keep-identifying-columns. No other DICOM
+header field is read.
 
 Example:
   xraygan prepare ../shared/data/chest-xray-pneumonia/labels.csv data/cxr64 --size 64
@@ -61,7 +65,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="file holding the secret key for pseudonymised ids (default: a per-user key file, created with mode 0600 at "
                         "$XRAYGAN_PATIENT_KEY_FILE or ~/.config/xraygan/patient.key); never copied into any output")
     g.add_argument("--keep-source-names", action="store_true",
-                   help="keep the source file names of DICOM files in manifest.csv and dataset.json (replaced by source-<index> by default)")
+                   help="keep the source file names in manifest.csv and dataset.json (replaced by source-<index> by default for DICOM "
+                        "files and when the names hold the patient ids being pseudonymised, e.g. with --patient-regex)")
+    g.add_argument("--keep-identifying-columns", action="store_true",
+                   help="copy extra CSV columns whose names say they identify a person (name, birth date, MRN, address, UIDs, ...) "
+                        "into manifest.csv (dropped with a warning by default)")
     g = p.add_argument_group("run options")
     g.add_argument("--skip-bad", action="store_true", help="skip corrupt, truncated, empty or non-image files (listed in the log and dataset.json) instead of stopping")
     g.add_argument("--force", action="store_true", help="replace an existing non-empty output folder")
@@ -79,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         patient_col=args.patient_col, patient_regex=args.patient_regex, label_names=names,
         skip_bad=args.skip_bad, allow_single_class=args.allow_single_class, force=args.force,
         workers=args.workers if args.workers != 0 else default_workers(), any_size=args.any_size,
-        patient_ids=args.patient_ids, patient_key=args.patient_key, keep_source_names=args.keep_source_names,
+        patient_ids=args.patient_ids, patient_key=args.patient_key, keep_source_names=args.keep_source_names, keep_identifying_columns=args.keep_identifying_columns,
     )
     print(f"wrote {len(ds)} images ({', '.join(ds.classes)}) to {ds.root}")
     return 0

@@ -125,7 +125,14 @@ class PreparedDataset:
         if not hasattr(self, "_pixels"):
             arr_path = self.root / self.info.get("pixels", "pixels.npy")
             if arr_path.is_file():
-                arr = np.load(arr_path, mmap_mode="r")
+                try:
+                    arr = np.load(arr_path, mmap_mode="r", allow_pickle=False)
+                except (ValueError, OSError, EOFError) as e:  # truncated, object dtype, not an .npy
+                    raise XrayganError(f"{arr_path}: damaged or not an image array ({' '.join(str(e).split())[:200]}); "
+                                       "re-run `xraygan prepare`") from None
+                if arr.ndim != 3 or arr.dtype != np.uint8:
+                    raise XrayganError(f"{arr_path}: expected uint8 images of shape (N, H, W), found {arr.dtype} {arr.shape}; "
+                                       "re-run `xraygan prepare`")
             else:
                 from PIL import Image
 

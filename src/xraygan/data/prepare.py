@@ -29,7 +29,7 @@ import numpy as np
 
 from xraygan.data import io as xio
 from xraygan.data.dataset import FORMAT, FORMAT_VERSION, PreparedDataset
-from xraygan.data.sources import Record, Source, read_source
+from xraygan.data.sources import Record, Source, identifying_columns, read_source
 from xraygan.data.splits import check_fractions, compile_patient_regex, patient_from_name, patient_splits, split_counts
 from xraygan.errors import UsageError, XrayganError
 from xraygan.utils.fs import atomic_write_json, check_output_dir, locked_output, staged_output_dir
@@ -196,14 +196,26 @@ def _check_classes(classes: Sequence[str], present: set[str], source: Path, allo
     return used
 
 
-def _source_names(records: Sequence[Record], keep: bool) -> tuple[list[str], bool]:
+def _source_names(records: Sequence[Record], keep: bool, ids_in_names: bool = False) -> tuple[list[str], bool]:
     """What outputs call each source file: its own name, or ``source-<index>`` (index in the
     source listing) for a source holding DICOM files (their names often carry UIDs or patient
-    data) unless ``keep``. Returns (names, replaced)."""
-    if keep or not any(r.kind == "dicom" for r in records):
+    data), or when ``ids_in_names`` (the patient ids being pseudonymised appear in the file names,
+    e.g. ``person1000_bacteria_2931.jpeg``), unless ``keep``. Returns (names, replaced)."""
+    if keep or not (ids_in_names or any(r.kind == "dicom" for r in records)):
         return [r.source for r in records], False
     width = max(5, len(str(len(records))))
     return [f"source-{i:0{width}d}" for i in range(len(records))], True
+
+
+def _ids_in_names(records: Sequence[Record], patient_regex: str | None) -> bool:
+    """True when a record's raw patient id can be read from its file name: always with
+    ``--patient-regex`` (the ids come from the names), else when a CSV id occurs in the name."""
+    if patient_regex:
+        return True
+    def norm(text: str) -> str:  # IM-0119-0001.png holds the id im0119
+        return "".join(ch for ch in text.lower() if ch.isalnum())
+
+    return any(r.patient_id and norm(r.patient_id) and norm(r.patient_id) in norm(r.source) for r in records)
 
 
 def _redact(text: str, rec: Record, name: str) -> str:
@@ -247,6 +259,7 @@ def prepare(
     patient_ids: str = "pseudonymised",
     patient_key: str | Path | None = None,
     keep_source_names: bool = False,
+    keep_identifying_columns: bool = False,
 ) -> PreparedDataset:
     """Prepare ``source`` into the dataset folder ``out`` and return it opened.
 
@@ -258,7 +271,10 @@ def prepare(
     ``patient_regex`` extracts patient ids from file names (see
     :data:`xraygan.data.splits.KERMANY_PATIENT_REGEX`). ``patient_ids``: ``pseudonymised`` (default:
     keyed hashes, key from ``patient_key`` or the per-user key file, see :mod:`xraygan.utils.privacy`)
-    or ``raw``. ``keep_source_names`` keeps DICOM file names in the outputs (replaced by default).
+    or ``raw``. ``keep_source_names`` keeps the source file names in the outputs (replaced by
+    ``source-<index>`` by default for DICOM files, and whenever the names hold the patient ids
+    being pseudonymised). Extra CSV columns whose names say they identify a person (name, birth
+    date, MRN, address, UIDs, ...) are dropped with a warning unless ``keep_identifying_columns``.
     Raises :class:`XrayganError` on bad input.
     """
     options = {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, (list, tuple)) else v) for k, v in locals().items()}
@@ -280,7 +296,13 @@ def prepare(
     _check_classes(src.classes, {r.label for r in src.records}, source, allow_single_class)
     log.info("%s: %d images in %d classes (%s source); decoding at %d px (fit=%s)", source, len(src.records), len(src.classes), src.source_type, size, fit)
     options.pop("out"), options.pop("source"), options.pop("force")
-    names, names_replaced = _source_names(src.records, keep_source_names)
+    if src.extra_columns and not keep_identifying_columns:
+        dropped_cols = identifying_columns(src.extra_columns)
+        if dropped_cols:
+            log.warning("%s: column(s) %s not copied into the outputs (they may identify patients); "
+                        "pass --keep-identifying-columns to keep them", source, ", ".join(dropped_cols))
+            src.extra_columns = [c for c in src.extra_columns if c not in dropped_cols]
+    names, names_replaced = _source_names(src.records, keep_source_names, key is not None and _ids_in_names(src.records, patient_regex))
     with staged_output_dir(out, force, kind="prepared", inputs=[source]) as stage:
         # decoded pixels live in a file-backed array, so memory stays flat however large the set
         raw = np.lib.format.open_memmap(stage / "decoded.tmp.npy", mode="w+", dtype=np.uint8, shape=(len(src.records), size, size))

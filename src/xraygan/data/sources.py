@@ -140,6 +140,35 @@ def _inside(child: Path, parent: Path) -> bool:
         return False
 
 
+# column names (lower case, letters and digits only) read as the patient id when --patient-col is not given
+PATIENT_COLUMNS = ("patientid", "patient", "subjectid", "subject", "mrn", "medicalrecordnumber")
+# extra columns that identify a person: dropped from every output unless asked for (--keep-identifying-columns)
+IDENTIFYING_COLUMN_PARTS = ("name", "birth", "dob", "mrn", "medicalrecord", "ssn", "socialsecurity", "address", "street",
+                            "zip", "postcode", "phone", "email", "accession", "patientid", "otherpatientid", "instanceuid",
+                            "studyuid", "seriesuid", "admission", "insurance", "nhs", "passport")
+
+
+def _norm(column: str) -> str:
+    return "".join(ch for ch in column.lower() if ch.isalnum())
+
+
+def _patient_column(columns: Sequence[str], path: Path) -> str | None:
+    """The CSV's patient id column when --patient-col is not given: ``patient_id`` or one of
+    :data:`PATIENT_COLUMNS` by normalised name (``PatientID``, ``Patient ID``, ``subject_id``, ...)."""
+    if "patient_id" in columns:
+        return "patient_id"
+    for c in columns:
+        if _norm(c) in PATIENT_COLUMNS:
+            log.info("%s: patient ids from column '%s' (name another with --patient-col)", path, c)
+            return c
+    return None
+
+
+def identifying_columns(columns: Sequence[str]) -> list[str]:
+    """The extra CSV columns whose names say they identify a person (see :data:`IDENTIFYING_COLUMN_PARTS`)."""
+    return [c for c in columns if any(part in _norm(c) for part in IDENTIFYING_COLUMN_PARTS)]
+
+
 def read_csv(path: Path, path_col: str = "path", label_col: str = "label", patient_col: str | None = None) -> Source:
     """A CSV of image paths (relative to the CSV's folder), labels and optional patient ids."""
     try:
@@ -157,8 +186,8 @@ def read_csv(path: Path, path_col: str = "path", label_col: str = "label", patie
             raise XrayganError(f"{path}: missing column '{col}' (columns: {shown}); name the right one with {opt}")
     if patient_col is not None and patient_col not in columns:
         raise XrayganError(f"{path}: missing column '{patient_col}' given by --patient-col (columns: {', '.join(columns)})")
-    if patient_col is None and "patient_id" in columns:
-        patient_col = "patient_id"
+    if patient_col is None:
+        patient_col = _patient_column(columns, path)
     extras = [c for c in columns if c not in (path_col, label_col, patient_col)]
     rename = {c: (f"source_{c}" if c in RESERVED else c) for c in extras}
     base = path.parent.resolve()

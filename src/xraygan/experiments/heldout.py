@@ -31,9 +31,19 @@ def load_test_sets(cfg, ds: PreparedDataset) -> dict[str, tuple[PreparedDataset,
 
 def refuse_training_overlap(name: str, held: PreparedDataset, ds: PreparedDataset) -> None:
     """Refuse a held-out set with images whose patient id or pixel sha256 also occurs in the experiment's
-    training data (PREPARED's train+val rows). Ids are compared as written in the manifests (both
-    pseudonymised with the same key, or both raw); empty values never match."""
+    training data (PREPARED's train+val rows). Ids are compared as written in the manifests, so both
+    must be pseudonymised with the same key (``patient_key_fingerprint``) or both raw: otherwise the
+    set is refused, since a shared patient could not be seen; empty values never match."""
     train = [ds.rows[i] for i in ds.indices(split=("train", "val"))]
+    keys = [d.info.get("patient_key_fingerprint") for d in (held, ds)]
+    def has_ids(rows):  # ids from the data; image-<sha> stands for one image with no patient id
+        return any(r.get("patient_id") and not r["patient_id"].startswith("image-") for r in rows)
+
+    if keys[0] != keys[1] and has_ids(held.rows) and has_ids(train):
+        def how(k):
+            return f"pseudonymised with key {k}" if k else "not pseudonymised"
+        raise XrayganError(f"{name}: its patient ids are {how(keys[0])}, PREPARED's {how(keys[1])}, so shared patients "
+                           "cannot be found; prepare both with the same --patient-key (the same key file) and rerun")
     pats = {r["patient_id"] for r in train if r.get("patient_id")}
     shas = {r["sha256"] for r in train if r.get("sha256")}
     by_pat = [r for r in held.rows if r.get("patient_id") and r["patient_id"] in pats]

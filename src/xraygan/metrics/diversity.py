@@ -113,7 +113,8 @@ def ms_ssim(x, y):
 
 
 def mean_pairwise_ssim(images, n_pairs: int = 2000, seed: int = 0, batch: int = 500) -> dict:
-    """Mean (and std) SSIM over ``n_pairs`` random pairs of distinct images from one set.
+    """Mean (and std) SSIM over ``n_pairs`` random pairs of distinct images from one set (every
+    distinct pair once when there are no more than ``n_pairs`` of them; ``pairs`` says how many).
 
     ``images``: (n, 1, H, W) tensor in [-1, 1] or (n, H, W) uint8 array. Uses MS-SSIM from
     ``MS_SSIM_MIN_SIZE`` px on, single-scale SSIM below it.
@@ -126,9 +127,13 @@ def mean_pairwise_ssim(images, n_pairs: int = 2000, seed: int = 0, batch: int = 
         from xraygan.errors import XrayganError
 
         raise XrayganError(f"SSIM diversity needs at least 2 images, got {n}")
-    rng = np.random.default_rng(seed)
-    i = rng.integers(0, n, n_pairs)
-    j = (i + rng.integers(1, n, n_pairs)) % n  # j != i, uniform over the others
+    if n * (n - 1) // 2 <= n_pairs:  # no more pairs than there are distinct ones: each once, exactly
+        i, j = np.triu_indices(n, 1)
+        n_pairs = len(i)
+    else:
+        rng = np.random.default_rng(seed)
+        i = rng.integers(0, n, n_pairs)
+        j = (i + rng.integers(1, n, n_pairs)) % n  # j != i, uniform over the others
     size = min(x.shape[-2:])
     fn = ms_ssim if size >= MS_SSIM_MIN_SIZE else ssim
     if fn is ssim:

@@ -118,6 +118,52 @@ def _record_in_run(res: dict, source: dict) -> Path | None:
         return None
 
 
+def _ours(path: Path) -> bool:
+    """True if ``path`` is an evaluation JSON or a closest-pairs PNG that xraygan wrote."""
+    import json
+
+    from xraygan.metrics.memorisation import PAIRS_PNG_SOFTWARE
+
+    try:
+        if path.suffix.lower() == ".png":
+            from PIL import Image
+
+            with Image.open(path) as im:
+                return im.info.get("Software") == PAIRS_PNG_SOFTWARE
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return isinstance(doc, dict) and doc.get("format") == EVAL_FORMAT
+    except Exception:  # unreadable, not JSON / PNG: not ours
+        return False
+
+
+def check_out(out: str | Path | None, force: bool = False) -> None:
+    """Refuse an ``--out`` that would overwrite something: an existing JSON file or its
+    ``OUT.pairs.png`` without ``force``, and even with it a file xraygan did not write (an
+    evaluation JSON of xraygan's own format, a pairs PNG it tagged, or the pairs PNG beside such a
+    JSON). Also a folder given as ``--out``, and a parent path that is a file."""
+    from xraygan.errors import UsageError
+
+    if out is None:
+        return
+    out = Path(out)
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give the path of the JSON file to write (e.g. {out / 'eval.json'})")
+    for parent in [out.parent, *out.parent.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"--out {out}: {parent} is a file, not a folder")
+            break
+    json_ours = out.is_file() and _ours(out)
+    for path in (out, out.with_suffix(".pairs.png")):
+        if not path.exists():
+            continue
+        if not force:
+            raise UsageError(f"--out: {path} already exists; choose another path or pass --force to replace it")
+        if path.is_dir() or not (_ours(path) or (path != out and json_ours)):
+            raise UsageError(f"--out: {path} exists and was not written by xraygan evaluate; "
+                             "refusing to replace it even with --force; choose another path")
+
+
 def _pairs_path(out, run, run_info) -> Path | None:
     if out is not None:
         return Path(out).with_suffix(".pairs.png")

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from xraygan.errors import UsageError, XrayganError
-from xraygan.metrics.eval_store import (EVAL_FORMAT, EVAL_FORMAT_VERSION, _pairs_path, _record_in_run, _store,  # noqa: F401
+from xraygan.metrics.eval_store import (EVAL_FORMAT, EVAL_FORMAT_VERSION, _pairs_path, check_out, _record_in_run, _store,  # noqa: F401
                                         check_evaluation, generated_from, package_version, provenance)
 from xraygan.metrics.features import Extractor, RealFeatures, cached_features, default_cache_dir, get_extractor
 from xraygan.metrics.image_sets import (MIN_REPORT_CLASS, REPORT_SEED_OFFSET, SELECTION_SEED_OFFSET, Images, Sample,  # noqa: F401
@@ -216,7 +216,7 @@ def _try_xray(device: str, encoder_path=None) -> Extractor | None:
 
 def evaluate(real: str | Path, fake: str | Path | None = None, *, train: str | Path | None = None,
              run: str | Path | None = None, checkpoint: str = "best", size: int | None = None,
-             out: str | Path | None = None, report_split: bool = True, **options) -> dict:
+             out: str | Path | None = None, report_split: bool = True, force: bool = False, **options) -> dict:
     """Evaluate synthetic X-rays against real ones; returns the result dict (also written to ``out``).
 
     ``real``/``fake``/``train``: prepared datasets or folders with one sub-folder per class. With
@@ -231,6 +231,9 @@ def evaluate(real: str | Path, fake: str | Path | None = None, *, train: str | P
     has fewer than 200 images of the class (``report_splits`` in the result), with fresh latents
     (:data:`REPORT_SEED_OFFSET`, never those of checkpoint
     selection), per-class n and patient-bootstrap 95% intervals (``ci95``).
+
+    An existing ``out`` (or ``OUT.pairs.png``) is refused unless ``force``, and even then unless
+    xraygan evaluate wrote it (:func:`xraygan.metrics.eval_store.check_out`).
     """
     if (fake is None) == (run is None):
         raise UsageError("give either --fake DIR (synthetic images) or a RUN folder to sample from, not both")
@@ -238,6 +241,7 @@ def evaluate(real: str | Path, fake: str | Path | None = None, *, train: str | P
         from xraygan.utils.fs import refuse_overlap
 
         refuse_overlap(out, [real, fake, train], "--out")
+        check_out(out, force)
     warnings: list[str] = []
     t_open = time.perf_counter()
     real_set = _open(real, "--real")

@@ -148,6 +148,38 @@ def _xray(path: Path, device) -> Extractor:
                      classify=model.head, class_groups=groups)
 
 
+def _fidelity_inception(cls, weights: Path):
+    """torch-fidelity's Inception-v3 with ``weights``, never unpickling code from the file.
+
+    torch-fidelity reads a weights path with ``torch.load(..., weights_only=False)``, which runs any
+    code a tampered file carries. The file is read here with ``weights_only=True`` (tensors only),
+    checked to be a plain ``{name: tensor}`` mapping, and re-saved to a private temporary file that
+    torch-fidelity then loads: that copy holds nothing but tensors xraygan wrote.
+    """
+    import tempfile
+
+    import torch
+
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickled code, a truncated or non-torch file
+        raise XrayganError(f"--inception-weights {weights}: not a plain PyTorch weights file xraygan can read safely "
+                           f"(it is loaded with weights_only=True and never unpickled as code): {str(err).splitlines()[0][:200]}; "
+                           f"{INCEPTION_HELP}") from None
+    if not isinstance(state, dict) or not state or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
+        raise XrayganError(f"--inception-weights {weights}: holds no mapping of layer names to tensors; {INCEPTION_HELP}")
+    with tempfile.TemporaryDirectory(prefix="xraygan-inception-") as tmp:
+        copy = Path(tmp) / "weights.pth"
+        torch.save(dict(state), copy)
+        del state
+        try:
+            return cls("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(copy))
+        except RuntimeError as err:  # load_state_dict: missing / unexpected keys or shapes
+            first = str(err).splitlines()[0][:300]
+            raise XrayganError(f"--inception-weights {weights}: does not hold the FID Inception-v3 weights ({first}); "
+                               f"{INCEPTION_HELP}") from None
+
+
 def _inception(weights, device, net=None) -> Extractor:
     import torch
 
@@ -161,7 +193,7 @@ def _inception(weights, device, net=None) -> Extractor:
             from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
         except ImportError:
             raise XrayganError("--features inception needs torch-fidelity; pip install 'xraygan[inception]' (or torch-fidelity)") from None
-        net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(weights))
+        net = _fidelity_inception(FeatureExtractorInceptionV3, weights)
         fingerprint = f"inception-v3-compat-{file_sha256(weights)}"
     else:
         fingerprint = f"inception-standin-{type(net).__name__}"

@@ -71,7 +71,7 @@ def cached_reference(train: np.ndarray, heldout: np.ndarray, key: str, cache_dir
                 ref = {k: z[k] for k in ("d_held", "i_held", "radius")}
             if len(ref["d_held"]) == len(heldout) and len(ref["radius"]) == len(train):
                 return ref
-        except (OSError, ValueError, KeyError):
+        except Exception:  # truncated (BadZipFile), not an npz, other arrays: recompute
             pass
         log.warning("ignoring unreadable memorisation cache file %s", path)
     ref = reference_distances(train, heldout)
@@ -122,6 +122,9 @@ def memorisation_scores(fake: np.ndarray, train: np.ndarray, heldout: np.ndarray
     }
 
 
+PAIRS_PNG_SOFTWARE = "xraygan evaluate: closest synthetic-training pairs"
+
+
 def save_closest_pairs(path: str | Path, fake: np.ndarray, train: np.ndarray, dist: np.ndarray, idx: np.ndarray, n: int = 16) -> Path:
     """PNG grid of the ``n`` synthetic images closest to a training image: each row fake | train.
 
@@ -143,7 +146,11 @@ def save_closest_pairs(path: str | Path, fake: np.ndarray, train: np.ndarray, di
         canvas[y:y + h, x + w + gap:x + 2 * w + gap] = train[idx[j]]
     import io
 
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("Software", PAIRS_PNG_SOFTWARE)
     buf = io.BytesIO()
-    Image.fromarray(canvas).save(buf, format="PNG")
+    Image.fromarray(canvas).save(buf, format="PNG", pnginfo=info)
     atomic_write_bytes(path, buf.getvalue())
     return Path(path)

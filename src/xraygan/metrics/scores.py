@@ -110,7 +110,7 @@ def _diversity(real_pix: np.ndarray, fake_pix: np.ndarray, pairs: int, seed: int
     if min(len(real_pix), len(fake_pix)) < 2 or pairs <= 0:
         return {"value": None, "floor": None}
     f, r = mean_pairwise_ssim(fake_pix, pairs, seed), mean_pairwise_ssim(real_pix, pairs, seed)
-    return {"value": f["mean"], "floor": r["mean"], "std": f["std"], "floor_std": r["std"], "pairs": pairs, "method": f["method"]}
+    return {"value": f["mean"], "floor": r["mean"], "std": f["std"], "floor_std": r["std"], "pairs": f["pairs"], "floor_pairs": r["pairs"], "method": f["method"]}
 
 
 def head_mapping(head_classes: list[str], classes: list[str], groups: dict | None = None) -> dict[int, set[int]] | None:
