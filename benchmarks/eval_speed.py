@@ -80,7 +80,7 @@ def evaluate_once(real: Path, fake: Path, out: Path, cache: Path, n: int, thread
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "xraygan", "evaluate", "--real", str(real), "--fake", str(fake), "--n", str(n),
-                    "--out", str(out), "--device", "cpu", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
+                    "--out", str(out), "--force", "--device", "cpu", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

@@ -74,7 +74,7 @@ def main() -> None:
         t0 = time.time()
         out = work / f"eval_{features}.json"
         assert cli(["evaluate", str(run), "--real", str(prep), "--checkpoint", str(ckpt), "--features", features,
-                    "--n", str(a.n), "--out", str(out), "--device", "cpu", "-q"]) == 0
+                    "--n", str(a.n), "--out", str(out), "--force", "--device", "cpu", "-q"]) == 0
         res = json.loads(out.read_text())
         print(f"evaluate {a.n} vs {a.n} ({features} features): {time.time() - t0:.0f} s; checkpoint {res.get('run', {}).get('checkpoint')}; {out}")
         for k, v in res["overall"].items():
