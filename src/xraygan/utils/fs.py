@@ -12,7 +12,10 @@ Never lose a user's data:
   marker existed, xraygan's own ``dataset.json``, a ``config.yaml`` with format ``xraygan-run``, a
   ``manifest.csv`` written by ``generate`` or an experiment's ``protocol.json``. Anything else is
   refused even with ``--force``, and so is an xraygan folder of another kind (``prepare --force``
-  never replaces a training run).
+  never replaces a training run). ``--force`` removes only what xraygan itself wrote: an xraygan
+  folder that also holds a file or folder xraygan did not write (one no pattern of
+  :data:`~xraygan.utils.ownership.OWN_FILES` for its kind describes, see
+  :func:`~xraygan.utils.ownership.foreign_entries`) is refused too, naming them, and nothing is deleted.
 - **No overlap.** An output equal to, inside, or containing one of the command's inputs (source
   folder, a CSV's folder, prepared dataset, run) is refused by every command (:func:`refuse_overlap`).
 - **One writer per output.** Every command that writes a folder holds an exclusive, non-blocking

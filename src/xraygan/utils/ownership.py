@@ -5,8 +5,10 @@ See :mod:`xraygan.utils.fs` for the rules (ownership, no overlap).
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,6 +24,51 @@ KINDS = ("prepared", "run", "generated", "experiment", "demo")
 _KIND_NAMES = {"prepared": "prepared dataset", "run": "training run", "generated": "generated image set",
                "experiment": "experiment", "demo": "demo folder"}
 GENERATED_MANIFEST_HEADER = "file,label,seed,run,checkpoint"
+
+# What xraygan writes into each kind of output, as patterns on paths relative to the output folder:
+# '/'-separated segments, each an fnmatch pattern matched within one segment ('*' never crosses a
+# '/'). These are the only files ``--force`` may delete (:func:`foreign_entries`); a command that
+# writes a new file into an output must add it here (tests/utils/test_force_ownership.py checks
+# freshly written outputs against them).
+_PREPARED_FILES = (MARKER, "dataset.json", "manifest.csv", "pixels.npy", "images/[0-9][0-9][0-9][0-9][0-9]*_*.png")
+_RUN_FILES = (MARKER, "config.yaml", "metrics.jsonl", "loss.png", "MODEL_CARD.md",
+              "report.html",                                   # `xraygan report RUN` (default --out)
+              "checkpoints/latest.pt", "checkpoints/best.pt", "checkpoints/step_*.pt",
+              "samples/step_*.png",
+              "eval/*.json", "eval/step_*.pairs.png",          # `xraygan evaluate` (run, or a set it generated)
+              "tensorboard/events.out.tfevents.*")             # `train --tensorboard`
+_GENERATED_FILES = (MARKER, "manifest.csv", "*/synthetic_[0-9][0-9][0-9][0-9][0-9][0-9]*.png",
+                    "*/synthetic_[0-9][0-9][0-9][0-9][0-9][0-9]*.dcm")  # one folder per label
+
+
+def _under(folder: str, patterns: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(f"{folder}/{p}" for p in patterns)
+
+
+OWN_FILES: dict[str, tuple[str, ...]] = {
+    "prepared": _PREPARED_FILES,
+    "run": _RUN_FILES,
+    "generated": _GENERATED_FILES,
+    "experiment": (MARKER, "protocol.json", "results.json", "verdicts.txt", "report.html",
+                   "roc.png", "calibration.png", "confusion.png", "ci.png", "learning_curve.png",
+                   "units/*.json",
+                   *_under("test-prepared", _PREPARED_FILES),                    # --test prepared here
+                   *_under("gans/*fold*/data", _PREPARED_FILES),                 # a fold's GAN training data
+                   *_under("gans/*fold*/data.partial", _PREPARED_FILES),         # ... being written
+                   *_under("gans/*fold*/conditional", _RUN_FILES), *_under("gans/*fold*/class*", _RUN_FILES),
+                   "gans/*fold*/*.done", "gans/*fold*/*.request.json"),
+    "demo": (MARKER, "real_vs_synthetic_*.png", "report.html",
+             "synthetic.eval-*.json", "synthetic.eval-*.pairs.png",             # `xraygan evaluate --fake DEMO/synthetic`
+             *_under("prepared", _PREPARED_FILES), *_under("run", _RUN_FILES), *_under("synthetic", _GENERATED_FILES)),
+}
+# besides, anywhere inside an output, the leftovers of xraygan's own writers: staging folders
+# .NAME.XXXXXXXX.partial / .old with all in them, temporary files .FILE.XXXXXXXX.tmp and lock files
+# .NAME.lock (the same patterns as xraygan.utils.locks._STAGING_RE and _TMP_RE, which imports this
+# module; a test keeps them equal)
+_STAGING_DIR = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.(?P<what>partial|old)$")
+_TMP_FILE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+_LOCK_FILE = re.compile(r"^\..+\.lock$")
+_SPLIT_PATTERNS = {k: [tuple(p.split("/")) for p in v] for k, v in OWN_FILES.items()}
 
 
 def is_nonempty_dir(path: Path) -> bool:
@@ -82,6 +129,66 @@ def output_kind(path: str | os.PathLike) -> str | None:
     return None
 
 
+def _matches(parts: tuple[str, ...], pattern: tuple[str, ...], prefix: bool = False) -> bool:
+    """True if path ``parts`` matches ``pattern`` segment by segment; with ``prefix``, if a file
+    matching ``pattern`` could lie below the folder ``parts``."""
+    if prefix and len(parts) >= len(pattern):
+        return False
+    if not prefix and len(parts) != len(pattern):
+        return False
+    return all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, pattern))
+
+
+def foreign_entries(path: str | os.PathLike, kind: str | None = None) -> list[str]:
+    """What inside the xraygan output ``path`` xraygan did not write: sorted paths relative to it
+    ('/'-separated, a folder with a trailing '/', whose contents are not listed).
+
+    Owned are the files :data:`OWN_FILES` lists for ``kind`` (default: :func:`output_kind`), the
+    folders that may hold them, and xraygan's own staging folders, temporary files and lock files.
+    Anything else is foreign: a file or folder of another name, a symbolic link, something that
+    is not a plain file, a folder that cannot be read. A folder xraygan did not write at all (no
+    kind) is foreign as a whole: ``["./"]``.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        return []
+    kind = kind if kind is not None else output_kind(root)
+    if kind not in OWN_FILES:
+        return ["./"]
+    patterns = _SPLIT_PATTERNS[kind]
+    found: list[str] = []
+
+    def walk(folder: Path, parts: tuple[str, ...]) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            found.append(("/".join(parts) or ".") + "/")  # cannot tell what is in it: not ours to delete
+            return
+        for e in entries:
+            rel = (*parts, e.name)
+            name = "/".join(rel)
+            try:
+                if e.is_symlink():
+                    found.append(name)
+                elif e.is_dir():
+                    if _STAGING_DIR.match(e.name):
+                        continue
+                    if any(_matches(rel, p, prefix=True) for p in patterns):
+                        walk(Path(e.path), rel)
+                    else:
+                        found.append(name + "/")
+                elif e.is_file():
+                    if not (_TMP_FILE.match(e.name) or _LOCK_FILE.match(e.name) or any(_matches(rel, p) for p in patterns)):
+                        found.append(name)
+                else:
+                    found.append(name)  # a socket, a FIFO, ...
+            except OSError:
+                found.append(name)
+
+    walk(root, ())
+    return sorted(found)
+
+
 def _resolve(p: str | os.PathLike) -> Path:
     return Path(os.path.abspath(Path(p).expanduser())).resolve()
 
@@ -110,8 +217,9 @@ def check_output_dir(path: str | os.PathLike, force: bool, what: str = "output f
     """Check that ``path`` may be written; returns it as a Path.
 
     Refused: an output overlapping one of ``inputs``; an existing file; an existing non-empty folder
-    unless ``force``; and even with ``force``, a folder xraygan did not write or one of another
-    ``kind`` (see :func:`output_kind`).
+    unless ``force``; and even with ``force``, a folder xraygan did not write, one of another
+    ``kind`` (see :func:`output_kind`), or an xraygan output holding anything xraygan did not
+    write (:func:`foreign_entries`): ``--force`` deletes only xraygan's own files.
     """
     path = Path(path)
     refuse_overlap(path, inputs, what)
@@ -128,7 +236,16 @@ def check_output_dir(path: str | os.PathLike, force: bool, what: str = "output f
     if kind is not None and found != kind:
         raise UsageError(f"{what} {path} holds an xraygan {_KIND_NAMES[found]}, not a {_KIND_NAMES[kind]}; "
                            "refusing to replace it even with --force; choose another path")
+    foreign = foreign_entries(path, found)
+    if foreign:
+        shown = ", ".join(foreign[:_SHOWN]) + (f" and {len(foreign) - _SHOWN} more" if len(foreign) > _SHOWN else "")
+        raise UsageError(f"{what} {path} holds {len(foreign)} file(s) or folder(s) that xraygan did not write: {shown}; "
+                         f"refusing to replace it even with --force (nothing was deleted); move them out of {path} "
+                         "and run again, or choose another path")
     return path
+
+
+_SHOWN = 5  # foreign entries named in the refusal
 
 
 def remove_output(path: str | os.PathLike) -> None:
