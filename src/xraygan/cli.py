@@ -12,7 +12,8 @@ go through the same checks (argparse ``type=`` and ``choices``) as typed ones.
 Exit statuses: 0 success; 2 an invalid command line or config (argparse errors and
 :class:`~xraygan.errors.UsageError`, found before any input is read); 1 any other error (every
 other :class:`~xraygan.errors.XrayganError`; an unexpected exception prints one line
-``xraygan CMD: internal error: ...``, or its traceback with ``-v``); 130 interrupted (Ctrl-C).
+``xraygan CMD: internal error: ...``, or its traceback with ``-v``); 130 interrupted (Ctrl-C);
+143 stopped by SIGTERM.
 """
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ EXIT_CODES = """exit status:
        for its traceback)
   2    an invalid command line or config file (unknown option, a value out of range), found before
        any input is read
-  130  interrupted (Ctrl-C)"""
+  130  interrupted (Ctrl-C)
+  143  stopped by SIGTERM (nothing partial left; training writes a checkpoint first)"""
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -247,11 +249,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2 if isinstance(e, UsageError) else 1
         print(yaml.safe_dump(resolved_options(args), sort_keys=False), end="")
         return 0
+    from xraygan.utils.locks import Terminated
+
     try:
         return int(args._run(args) or 0)
     except UsageError as e:
         print(f"xraygan {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except Terminated as e:
+        print(f"xraygan {args.command}: {e}", file=sys.stderr)
+        return 143
     except XrayganError as e:
         print(f"xraygan {args.command}: error: {e}", file=sys.stderr)
         return 1

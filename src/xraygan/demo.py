@@ -109,8 +109,12 @@ def demo(out: str | Path = "xraygan-demo", quick: bool = False, steps: int | Non
     from xraygan.data.sample import sample_path
     from xraygan.utils.fs import check_output_dir, is_nonempty_dir, remove_output, write_marker
 
-    # --force replaces only an xraygan demo folder (see xraygan.utils.fs.check_output_dir)
-    out = check_output_dir(out, force, "demo folder", kind="demo", inputs=[sample_path()])
+    # --force replaces only an xraygan demo folder (see xraygan.utils.fs.check_output_dir); a demo
+    # that was interrupted (its folder never completed) starts again without it
+    restart = not force and interrupted_demo(out)
+    if restart:
+        log.warning("%s: an interrupted demo; starting it again", out)
+    out = check_output_dir(out, force or restart, "demo folder", kind="demo", inputs=[sample_path()])
     if is_nonempty_dir(out):
         remove_output(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -143,7 +147,26 @@ def demo(out: str | Path = "xraygan-demo", quick: bool = False, steps: int | Non
     from xraygan.training.checkpoint import load_checkpoint
 
     done = int(load_checkpoint(run / "checkpoints" / "latest.pt")["step"])
+    write_marker(out, "demo", {"complete": True})  # last: a folder without it is an interrupted demo
     return DemoSummary(out, prepared, run, synthetic, grids, done, seconds)
+
+
+def interrupted_demo(out: str | Path) -> bool:
+    """Whether ``out`` is a demo folder xraygan started and never completed (stopped by Ctrl-C, SIGTERM
+    or a kill): its marker says demo without ``complete`` and it has no real-vs-synthetic grid (demos
+    of older versions wrote no ``complete``). Such a folder may be replaced without ``--force``."""
+    import json
+
+    from xraygan.utils.fs import MARKER, output_kind
+
+    out = Path(out)
+    if output_kind(out) != "demo":
+        return False
+    try:
+        marker = json.loads((out / MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and not marker.get("complete") and not any(out.glob("real_vs_synthetic_*.png"))
 
 
 make_module_callable(__name__, demo)

@@ -142,7 +142,11 @@ def test_sigterm_finishes_the_step_and_checkpoints(tiny_prepared: Path, tmp_path
             os.kill(os.getpid(), signal.SIGTERM)
         return {"hook_value": float(ctx.step)}
 
-    run = train(cfg, callbacks=[hook])
+    from xraygan.training.loop import TrainingTerminated
+
+    with pytest.raises(TrainingTerminated, match="step 3 of 1000") as stopped:  # after the checkpoint: callers stop too
+        train(cfg, callbacks=[hook])
+    run = stopped.value.run
     assert seen == [1, 2, 3] and _ckpt(run)["step"] == 3
     recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["hook_value"] for r in recs] == [1.0, 2.0, 3.0]  # callback results land in metrics.jsonl

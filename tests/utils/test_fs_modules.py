@@ -82,3 +82,11 @@ def test_sigterm_inside_a_lock_raises_terminated(tmp_path):
         with locks.sigterm_raises("stopped by SIGTERM in the test"):
             os.kill(os.getpid(), signal.SIGTERM)
     assert issubclass(locks.Terminated, XrayganError)
+
+
+def test_a_lock_file_that_cannot_be_created_is_not_reported_as_another_writer():
+    from xraygan.utils.locks import output_lock
+
+    with pytest.raises(XrayganError, match=r"cannot create the lock file /proc/\.xraygan-nowhere\.lock"):
+        with output_lock("/proc/xraygan-nowhere", "output folder /proc/xraygan-nowhere"):
+            pass

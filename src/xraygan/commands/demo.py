@@ -27,10 +27,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Call xraygan.demo.demo and print its summary."""
-    from xraygan.demo import demo
+    """Call xraygan.demo.demo and print its summary; on Ctrl-C (exit 130) or SIGTERM (143) say how to rerun."""
+    import sys
 
-    summary = demo(args.out, quick=args.quick, steps=args.steps, device=args.device, force=args.force,
-                   max_time=args.max_time, threads=args.threads)
+    from xraygan.demo import demo
+    from xraygan.utils.locks import Terminated, refuse_locked_ancestors
+
+    refuse_locked_ancestors(args.out, "demo folder")
+    try:
+        summary = demo(args.out, quick=args.quick, steps=args.steps, device=args.device, force=args.force,
+                       max_time=args.max_time, threads=args.threads)
+    except (KeyboardInterrupt, Terminated) as e:
+        from xraygan.training.loop import TrainingInterrupted, TrainingTerminated
+
+        how = "Ctrl-C" if isinstance(e, KeyboardInterrupt) else "SIGTERM"
+        where = f" during training (step {e.step} of {e.steps})" if isinstance(e, (TrainingInterrupted, TrainingTerminated)) else ""
+        print(f"xraygan demo: interrupted by {how}{where}; the demo did not finish. Run `xraygan demo --out {args.out}` "
+              "again to start it over (an interrupted demo folder is replaced without --force)", file=sys.stderr)
+        return 130 if isinstance(e, KeyboardInterrupt) else 143
     print(summary.text())
     return 0

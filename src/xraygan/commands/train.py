@@ -3,7 +3,8 @@
 The run folder holds config.yaml, checkpoints/ (latest.pt and step-numbered ones), metrics.jsonl,
 samples/ (a fixed-latent grid per --sample-every steps, one row per class) and loss.png.
 --steps is the total the run should reach; --max-time bounds this invocation. Continue a stopped
-run with `xraygan train --resume RUN [--steps N]`.
+run with `xraygan train --resume RUN [--steps N]` (options that define the model or training keep the
+run's values: giving other ones is refused). Ctrl-C or SIGTERM writes a checkpoint, then exits 130 / 143.
 
 Without options, a dataset with several classes trains one conditional model (--unconditional opts
 out), and on a CPU the size, width, batch and budget are chosen to fit it (a line at start says what).
@@ -16,6 +17,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import sys
 
 from xraygan.commands import train_shortcuts as shortcuts
 from xraygan.commands.train_shortcuts import add_shortcuts
@@ -34,9 +36,10 @@ PRESETS = True
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of `xraygan train`."""
-    p.add_argument("data", nargs="?", help="prepared dataset folder (from `xraygan prepare`); not needed with --resume")
+    p.add_argument("data", nargs="?", help="prepared dataset folder (from `xraygan prepare`); not needed with --resume (there: only the run's own, or its new place after it moved)")
     p.add_argument("--out", help="run folder to create (refused if it exists, unless --force)")
-    p.add_argument("--resume", metavar="RUN", help="continue RUN from checkpoints/latest.pt (its saved options apply; --steps/--max-time/--device may change)")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN in place from checkpoints/latest.pt with its saved options; --steps, --max-time, --device, --threads and the "
+                        "logging/sample/checkpoint/eval intervals may change, options that define the model or training are refused if they differ")
     p.add_argument("--model", default=_D.model, type=arg(check_model),
                    help=f"GAN family: {', '.join(FAMILIES)} (dcgan-tutorial: the PyTorch tutorial's networks); list a family's options with --help-options")
     p.add_argument("--help-options", action="store_true", help="list the --model-option keys of --model (type, range, default, help) and exit")
@@ -86,6 +89,47 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                     help="channels-last (NHWC) weights and activations; default: the family's measured choice (on for stylegan2 and pggan)")
     cl.add_argument("--no-channels-last", dest="channels_last", action="store_const", const=False, help="contiguous (NCHW) weights and activations")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
+    _record_given(p)
+
+
+# --- what the command line gave (for --resume, which refuses changes to what defines the run) -----
+_GIVEN: set[str] = set()  # option dests typed in the latest parse of the train parser (see _record_given)
+_DECLARED: dict[str, object] = {}  # each option's declared default (before --config/--preset change it)
+
+
+def _record_given(p: argparse.ArgumentParser) -> None:
+    """Make every option of ``p`` note its dest in :data:`_GIVEN` when it appears on the command line
+    (argparse calls an option's action only then); values from ``--config``/``--preset`` differ from
+    :data:`_DECLARED` instead. Together they tell an option the user gave from its default."""
+    global _GIVEN
+    given = _GIVEN = set()
+    for action in p._actions:
+        if action.option_strings and action.dest != "help":
+            _DECLARED.setdefault(action.dest, action.default)
+            action.__class__ = _recording(type(action))
+            action._xraygan_given = given  # type: ignore[attr-defined]
+
+
+_RECORDING: dict[type, type] = {}
+
+
+def _recording(cls: type) -> type:
+    if cls not in _RECORDING:
+        def __call__(self, parser, namespace, values, option_string=None):  # noqa: N807
+            self._xraygan_given.add(self.dest)
+            return cls.__call__(self, parser, namespace, values, option_string)
+
+        _RECORDING[cls] = type(cls.__name__, (cls,), {"__call__": __call__})
+    return _RECORDING[cls]
+
+
+def given_options(args: argparse.Namespace) -> set[str]:
+    """The dests of the options the user set: typed on the command line, or from ``--config``/``--preset``."""
+    out = {d for d in _GIVEN if hasattr(args, d)}
+    for dest, default in _DECLARED.items():
+        if hasattr(args, dest) and getattr(args, dest) != default:
+            out.add(dest)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,19 +142,27 @@ def run(args: argparse.Namespace) -> int:
         print(shortcuts.for_family(FAMILY_OPTIONS[args.model]))
         return 0
     from xraygan.errors import UsageError
-    from xraygan.training.loop import resume_config
     from xraygan.workflow import train
 
-    if args.resume:
-        cfg = resume_config(args.resume, steps=args.steps, max_time=args.max_time, device=args.device, threads=args.threads or None,
-                            max_rollbacks=args.max_rollbacks)
-        out = train(cfg, resume=True)
-    else:
-        if not args.data or not args.out:
-            raise UsageError("give a prepared dataset and --out RUN (or --resume RUN)")
-        cfg = _config(args)  # every value checked before any input is read
-        print(_machine_defaults(cfg, args), flush=True)
-        out = train(cfg)
+    from xraygan.training.loop import TrainingInterrupted
+    from xraygan.utils.locks import Terminated, refuse_locked_ancestors
+
+    try:
+        if args.resume:
+            cfg = _resume(args)
+            refuse_locked_ancestors(cfg.out, "run folder")
+            out = train(cfg, resume=True)
+        else:
+            if not args.data or not args.out:
+                raise UsageError("give a prepared dataset and --out RUN (or --resume RUN)")
+            cfg = _config(args)  # every value checked before any input is read
+            refuse_locked_ancestors(cfg.out, "run folder")
+            print(_machine_defaults(cfg, args), flush=True)
+            out = train(cfg)
+    except (TrainingInterrupted, Terminated) as e:
+        # stopped gracefully (checkpoint written) on Ctrl-C or SIGTERM: say so, and exit 130 / 143
+        print(f"xraygan train: {e}", file=sys.stderr)
+        return 130 if isinstance(e, KeyboardInterrupt) else 143
     print(f"run: {out}")
     print(f"  samples: {out / 'samples'}   checkpoint: {out / 'checkpoints' / 'latest.pt'}")
     print(f"  generate images: xraygan generate {out} --n 500 --out SYNTHETIC_DIR")
@@ -156,3 +208,136 @@ def _config(args: argparse.Namespace):
 def _family_options(args: argparse.Namespace) -> dict:
     """``--model-option`` pairs plus the shortcut flags that were given (the flags win)."""
     return {**_model_options(args.model_option), **shortcuts.given(args)}
+
+
+# --- --resume: what may change, and what defines the run ----------------------------------------
+# options that may change when a run is continued (applied when given; else the run's saved values)
+RESUME_MAY_CHANGE = ("steps", "max_time", "device", "threads", "max_rollbacks", "sample_every", "ckpt_every", "ckpt_minutes",
+                     "keep_ckpts", "log_every", "eval_every", "tensorboard", "amp", "precision", "channels_last")
+# options that define the model and its training: a value that differs from the run's is refused
+RESUME_FIXED = ("model", "size", "conditional", "label", "split", "loss", "smooth", "lr_g", "lr_d", "beta1", "beta2", "batch",
+                "latent_dim", "width", "ema", "diffaug", "seed")
+
+
+def _resume(args: argparse.Namespace):
+    """The TrainConfig continuing ``--resume RUN``: the run's saved options plus the runtime options
+    given (:data:`RESUME_MAY_CHANGE`). Refused (:class:`UsageError`, nothing written): ``--out`` naming
+    another folder, ``--force``, a data folder other than the run's, and any option of
+    :data:`RESUME_FIXED` or family option given with a value other than the run's."""
+    from xraygan.errors import UsageError
+    from xraygan.training.loop import resume_config
+    from xraygan.utils.ownership import _resolve
+
+    run = args.resume
+    if args.out and _resolve(args.out) != _resolve(run):
+        raise UsageError(f"--out {args.out} with --resume {run}: --resume continues {run} in place and writes nowhere else; "
+                         f"drop --out to continue {run}, or train a new run into {args.out} with `xraygan train DATA --out {args.out}`")
+    if args.force:
+        raise UsageError(f"--force with --resume {run}: --force replaces a run, --resume continues it; drop --force to continue "
+                         f"{run}, or start it again with `xraygan train DATA --out {run} --force`")
+    given = given_options(args)
+    cfg = resume_config(run, **{k: getattr(args, k) for k in RESUME_MAY_CHANGE if k in given})
+    diffs = [_differs(k, getattr(args, k), getattr(cfg, k)) for k in RESUME_FIXED if k in given]
+    diffs += _family_option_diffs(args, cfg)
+    diffs = [d for d in diffs if d]
+    if diffs:
+        raise UsageError(f"--resume {run}: {'; '.join(diffs)}. These options define the model and its training, so a run "
+                         f"keeps its own (see {run}/config.yaml) when continued; drop them to continue {run}, or train a new "
+                         "run with them: `xraygan train DATA --out NEW_RUN ...`")
+    _resume_data(args, cfg)
+    return cfg
+
+
+def _flag(dest: str, value: object) -> str:
+    """How option ``dest`` with ``value`` is written on the command line."""
+    if dest == "conditional":
+        return "--conditional" if value else "--unconditional"
+    if dest == "label" and value is None:
+        return "no --label"
+    if isinstance(value, (list, tuple)):
+        value = ",".join(map(str, value))
+    return f"--{dest.replace('_', '-')} {value}"
+
+
+def _differs(dest: str, value: object, recorded: object) -> str | None:
+    """A line naming option ``dest``, the value given and the run's, when they differ; else None."""
+    import math
+
+    if dest == "split":
+        items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+        value = tuple(s.strip() for s in items if str(s).strip())
+        recorded = tuple(recorded or ())
+        same = value == recorded
+    elif dest == "diffaug":
+        from xraygan.augment.diffaug import parse_policy
+
+        # auto resolved when the run started (config.yaml holds the policy it chose): continuing keeps it
+        same = str(value).strip() == "auto" or parse_policy(str(value)) == parse_policy(str(recorded))
+    elif isinstance(value, float) or isinstance(recorded, float):
+        same = (value is None) == (recorded is None) and (value is None or math.isclose(float(value), float(recorded), rel_tol=1e-9))
+    else:
+        same = value == recorded
+    if same:
+        return None
+    return f"{_flag(dest, value)} differs from the run's {_flag(dest, recorded)}"
+
+
+def _family_option_diffs(args: argparse.Namespace, cfg) -> list[str]:
+    """Family options given (``--model-option``, shortcut flags) whose value differs from the run's
+    resolved one; checked against the run's ``--model`` (an option it lacks is a UsageError)."""
+    import dataclasses
+    import math
+
+    from xraygan.training.family_option_sets import FAMILY_OPTIONS
+    from xraygan.training.family_options import parse_options, parse_value
+
+    ns = argparse.Namespace(**{**vars(args), "model": cfg.model})
+    given = _family_options(ns)
+    if not given:
+        return []
+    parse_options(FAMILY_OPTIONS[cfg.model], given, cfg.model)  # unknown keys and bad values: a clear error
+    fields = {f.name: f for f in dataclasses.fields(FAMILY_OPTIONS[cfg.model])}
+    out = []
+    for key, raw in given.items():
+        value = parse_value(fields[key], raw)
+        if value is None or value == "auto":
+            continue  # "resolve as usual": the run's value was resolved so when it started
+        recorded = cfg.model_options.get(key, fields[key].default)
+        try:
+            recorded = parse_value(fields[key], recorded)
+        except ValueError:
+            pass
+        if isinstance(value, float) and isinstance(recorded, (int, float)) and not isinstance(recorded, bool):
+            same = math.isclose(value, float(recorded), rel_tol=1e-9)
+        else:
+            same = value == recorded
+        if not same:
+            out.append(f"--model-option {key}={raw} differs from the run's {key}={recorded}")
+    return out
+
+
+def _resume_data(args: argparse.Namespace, cfg) -> None:
+    """A DATA argument given with ``--resume``: the run's own data folder is fine; another one is
+    refused while the run's is still there, and taken as its new place when it is gone (training
+    then checks that it holds the run's classes)."""
+    import logging
+    from pathlib import Path
+
+    from xraygan.errors import UsageError, XrayganError
+    from xraygan.utils.ownership import _resolve
+
+    recorded = Path(cfg.data) if cfg.data else None
+    there = recorded is not None and (recorded / "dataset.json").is_file()
+    if args.data is None:
+        if not there:
+            raise XrayganError(f"--resume {args.resume}: its prepared data {recorded} is gone; if it moved, give its new "
+                               f"place: `xraygan train NEW_PLACE --resume {args.resume}` (it must hold the run's classes)")
+        return
+    if recorded is not None and _resolve(args.data) == _resolve(recorded):
+        return
+    if there:
+        raise UsageError(f"{args.data} with --resume {args.resume}: the run trains on {recorded} (its config.yaml) and a "
+                         f"continued run keeps its data; drop {args.data} to continue it, or train a new run on {args.data}: "
+                         f"`xraygan train {args.data} --out NEW_RUN`")
+    logging.getLogger(__name__).warning("%s: its prepared data %s is gone; continuing on %s", args.resume, recorded, args.data)
+    cfg.data = str(args.data)

@@ -3,7 +3,9 @@
 One readable loop: sample a real batch with the data generator, let the family do one training
 step with the noise generator, update the EMA generator, then log, draw a sample grid, checkpoint
 and run hooks on their schedules. Stops at ``--steps`` total steps, after ``--max-time`` seconds, or
-on SIGTERM / Ctrl-C (first Ctrl-C finishes the current step and checkpoints; a second one aborts).
+on SIGTERM / Ctrl-C (first Ctrl-C finishes the current step and checkpoints, then :func:`train` raises
+:class:`TrainingInterrupted`, a ``KeyboardInterrupt``, or on SIGTERM :class:`TrainingTerminated`, so
+callers stop too; a second Ctrl-C aborts at once).
 
 Exact resume: every random number comes from two CPU ``torch.Generator`` objects (data order;
 latents and augmentation) whose states, with the global RNG states, go into each checkpoint, so
@@ -63,6 +65,7 @@ from xraygan.training.rundir import (RunDir, plot_losses, prune_checkpoints, run
                                      write_run_config)
 from xraygan.training.sampler import Sampler, save_grid
 from xraygan.training.tracking import Tracker
+from xraygan.utils.locks import Terminated
 from xraygan.utils.pixels import to_signed
 from xraygan.utils.runtime import resolve_device, seed_everything
 
@@ -248,6 +251,7 @@ def _setup(cfg: TrainConfig, resume: bool) -> LoopContext:
     if resume:
         if not run.latest.is_file():
             raise XrayganError(f"{run.root} has no checkpoints/latest.pt to resume from; start it again with --force")
+        _check_resumed_data(run, cfg, data)
         _restore(ctx, load_checkpoint(run.latest, map_location=device))
         if not dist.is_main:
             for i, g in enumerate(gens.values()):
@@ -255,12 +259,61 @@ def _setup(cfg: TrainConfig, resume: bool) -> LoopContext:
         if dist.is_main:
             truncate_metrics(run, ctx.step)
             info = run.read_config()
-            write_run_config(run, cfg.to_dict(), {k: v for k, v in info.items() if k not in ("format", "format_version", "xraygan_version", "options")})
+            extra = {k: v for k, v in info.items() if k not in ("format", "format_version", "xraygan_version", "options")}
+            if "data" in extra:
+                extra["data"] = cfg.data  # where the data is now (given again after it moved: see the train command)
+            write_run_config(run, cfg.to_dict(), extra)
     if dist.enabled:  # after make_ema: the EMA copy keeps plain BatchNorm (rank 0 alone runs it)
         for m in family.modules().values():
             sync_batchnorm(m)
             share_module(m, dist.world)
     return ctx
+
+
+def _check_resumed_data(run: RunDir, cfg: TrainConfig, data: TrainData) -> None:
+    """Refuse to continue ``run`` on prepared data whose classes are not the ones it trained on (the
+    data was prepared again under it); warn when only its number of training images changed."""
+    info = run.read_config()
+    recorded = info.get("classes")
+    if isinstance(recorded, list) and [str(c) for c in recorded] != list(data.classes):
+        gone = [str(c) for c in recorded if str(c) not in data.classes]
+        new = [c for c in data.classes if c not in [str(r) for r in recorded]]
+        what = (f"; missing now: {', '.join(gone)}" if gone else "") + (f"; new: {', '.join(new)}" if new else "")
+        raise XrayganError(f"cannot resume {run.root}: it trained on the classes {', '.join(map(str, recorded))}, but its prepared "
+                           f"data {cfg.data} now holds {', '.join(data.classes)}{what or ' (another order)'}; the data was "
+                           f"prepared again since. Train a new run on it (`xraygan train {cfg.data} --out NEW_RUN`), or "
+                           f"prepare the run's data again where it was")
+    n = info.get("n_train_images")
+    if isinstance(n, int) and n != len(data.pixels):
+        log.warning("%s: its prepared data %s now has %d training images, the run started on %d (the data was prepared "
+                    "again); continuing on the current images", run.root, cfg.data, len(data.pixels), n)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on Ctrl-C (SIGINT) after finishing its step and writing its checkpoint.
+
+    Raised by :func:`train` once the run is saved, so callers stop too (the command exits 130)."""
+
+    exit_status = 130
+
+    def __init__(self, run: Path, step: int, steps: int, signal_name: str = "SIGINT") -> None:
+        self.run, self.step, self.steps, self.signal_name = Path(run), step, steps, signal_name
+        super().__init__(f"interrupted by {signal_name} at step {step} of {steps}; the checkpoint {self.run / 'checkpoints' / 'latest.pt'} "
+                         f"is written: continue with `xraygan train --resume {self.run}`")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class TrainingTerminated(Terminated):
+    """Training stopped on SIGTERM after finishing its step and writing its checkpoint (the command exits 143)."""
+
+    exit_status = 143
+
+    def __init__(self, run: Path, step: int, steps: int, signal_name: str = "SIGTERM") -> None:
+        self.run, self.step, self.steps, self.signal_name = Path(run), step, steps, signal_name
+        super().__init__(f"stopped by {signal_name} at step {step} of {steps}; the checkpoint {self.run / 'checkpoints' / 'latest.pt'} "
+                         f"is written: continue with `xraygan train --resume {self.run}`")
 
 
 class _StopFlag:
@@ -384,6 +437,10 @@ def train(config: TrainConfig | dict, resume: bool = False, callbacks: list[Call
     (build the config with :func:`resume_config`). The run folder is locked for the whole call (one
     writer per run: a second ``train``/``--resume``/``--force`` on it is refused, see
     :func:`xraygan.training.rundir.run_lock`); under torchrun only rank 0 writes and locks.
+
+    Stopped by Ctrl-C or SIGTERM before ``config.steps``, it finishes the step, writes the checkpoint
+    (and ``on_finish``), then raises :class:`TrainingInterrupted` (a ``KeyboardInterrupt``) or
+    :class:`TrainingTerminated` (an :class:`~xraygan.errors.XrayganError`) naming the run and step.
     """
     import os
 
@@ -486,4 +543,6 @@ def _train_locked(config: TrainConfig | dict, resume: bool = False, callbacks: l
         on_finish(ctx.run.root)
     shutdown(ctx.dist)
     log.info("run %s at step %d of %d (%.0f s); checkpoint %s", ctx.run.root, ctx.step, cfg.steps, ctx.elapsed, ctx.run.latest)
+    if stop.reason and ctx.step < cfg.steps:  # saved; now the caller stops too (exit 130 on Ctrl-C, 143 on SIGTERM)
+        raise (TrainingInterrupted if stop.reason == "SIGINT" else TrainingTerminated)(ctx.run.root, ctx.step, cfg.steps, stop.reason)
     return ctx.run.root

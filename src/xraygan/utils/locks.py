@@ -90,6 +90,73 @@ def output_lock(path: str | os.PathLike, what: str = "output folder", walk: bool
                     d.rmdir()
 
 
+def locked_ancestor(path: str | os.PathLike) -> tuple[Path, Path] | None:
+    """(folder, its lock file) of the nearest folder above ``path`` that another process is writing
+    (holds the lock of), or None; folders this process holds are skipped. A non-blocking probe of the
+    lock files that exist: none is created, waited on or kept."""
+    p = _resolve(path)
+    for folder in p.parents:
+        if not folder.name:
+            break
+        lp = folder.parent / f".{folder.name}.lock"
+        if not lp.is_file() or held_by_this_process(folder):
+            continue
+        if _held_elsewhere(lp):
+            return folder, lp
+    return None
+
+
+def _held_elsewhere(lp: Path) -> bool:
+    """Whether another process holds the lock file ``lp`` (which exists); False when it cannot be told."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): filelock's own non-blocking attempt, released at once
+        import filelock
+
+        lock = filelock.FileLock(str(lp), timeout=0)
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            return True
+        except OSError:
+            return False
+        lock.release()
+        return False
+    try:  # filelock locks with flock on POSIX; opening without O_CREAT never makes a lock file
+        fd = os.open(lp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return False  # gone (its writer just finished) or unreadable
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def refuse_locked_ancestors(path: str | os.PathLike, what: str = "output folder") -> None:
+    """Refuse to write ``path`` while another xraygan process writes a folder above it (e.g. an
+    experiment training its fold GANs in ``EX/gans/...``): two writers of one run would corrupt it.
+
+    Call it where a user starts a writer (the commands), not inside a job whose coordinator holds
+    the folder above (an experiment's worker processes write inside the experiment's folder)."""
+    found = locked_ancestor(path)
+    if found is None:
+        return
+    folder, lp = found
+    from xraygan.utils.ownership import _KIND_NAMES, output_kind
+
+    kind = output_kind(folder)
+    held = f"the {_KIND_NAMES.get(kind, kind)} {folder}" if kind else f"{folder}"
+    raise XrayganError(f"{what} {path} is inside {held}, which another xraygan process is writing now (lock file {lp}); "
+                       "wait for that process to finish, or stop it first: two writers of one folder would corrupt it")
+
+
 def _acquire(lp: Path, made: list[Path], what: str):
     """The held ``filelock.FileLock`` of lock file ``lp``; a clear error (after removing the folders
     in ``made``) when another process holds it or it cannot be created."""
@@ -105,6 +172,9 @@ def _acquire(lp: Path, made: list[Path], what: str):
             # apart from a writer that is still running
             if attempt == 2:
                 _remove_made(made)
+                if not lp.exists():  # a holder keeps its lock file: filelock could not create it (read-only, /proc, ...)
+                    raise XrayganError(f"{what}: cannot create the lock file {lp}; "
+                                       "check that its parent folder exists and is writable") from None
                 raise XrayganError(f"{what} is being written by another xraygan process (lock file {lp}); "
                                    "wait for it to finish or choose another path") from None
             import time
