@@ -126,6 +126,18 @@ def test_outputs_inside_inputs_are_refused_for_every_command(tmp_path, run, caps
     assert (_tree(prep), _tree(run)) == before
 
 
+def test_report_force_replaces_only_its_own_page(tmp_path, run, capsys):
+    page = tmp_path / "mine.html"
+    page.write_text("<html><body>my notes</body></html>")
+    assert main(["report", str(run), "--out", str(page), "--force"]) == 1
+    assert "did not write" in capsys.readouterr().err and page.read_text() == "<html><body>my notes</body></html>"
+    ours = tmp_path / "r.html"
+    assert main(["report", str(run), "--out", str(ours)]) == 0
+    first = ours.stat().st_mtime_ns
+    assert main(["report", str(run), "--out", str(ours)]) == 1  # exists: needs --force
+    assert main(["report", str(run), "--out", str(ours), "--force"]) == 0 and ours.stat().st_mtime_ns >= first
+
+
 # --- 3. one writer per output folder ------------------------------------------------------------------
 
 def _hold_lock(path: Path) -> subprocess.Popen:
@@ -156,6 +168,20 @@ def test_a_second_writer_is_refused_while_the_lock_is_held(tmp_path, run, capsys
         holder.wait()
     assert _prepare(src, out) == 0  # the killed holder's lock file is reused, then removed
     assert not (tmp_path / ".prep.lock").exists()
+
+
+def test_generate_and_report_into_a_folder_being_written_are_refused(tmp_path, run, capsys):
+    busy = tmp_path / "busy"
+    holder = _hold_lock(busy)
+    try:
+        assert main(["generate", str(run), "--n", "2", "--out", str(busy / "syn"), "--device", "cpu"]) == 1
+        assert "which another xraygan process is writing now" in capsys.readouterr().err
+        assert main(["report", str(run), "--out", str(busy / "r.html")]) == 1
+        assert "which another xraygan process is writing now" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (busy / "syn").exists() and not (busy / "r.html").exists()
 
 
 def test_resume_and_force_are_refused_while_a_run_is_being_written(run, capsys):

@@ -39,7 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Call xraygan.generate.generate with the options."""
     from xraygan.generate import generate
+    from xraygan.utils.locks import refuse_locked_ancestors
 
+    refuse_locked_ancestors(args.out, "--out")
     out = generate(args.run, args.n, args.out, label=args.label, seed=args.seed, checkpoint=args.checkpoint,
                    truncation=args.truncation, force=args.force, device=args.device, batch=args.batch,
                    fmt=args.format, pretrained=args.pretrained)

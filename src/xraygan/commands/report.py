@@ -36,6 +36,21 @@ def run(args: argparse.Namespace) -> int:
         raise XrayganError(f"--out {out} already exists; choose another file or pass --force to replace it")
     if out.exists() and out.is_dir():
         raise XrayganError(f"--out {out} is a folder; give a file name such as report.html")
+    if out.is_file() and not _written_by_xraygan(out):
+        raise XrayganError(f"--out {out} is an HTML page xraygan did not write; refusing to replace it even with --force")
+    from xraygan.utils.locks import refuse_locked_ancestors
+
+    refuse_locked_ancestors(out, "--out")
     path = write_report(args.path, out)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
+
+
+def _written_by_xraygan(path: Path) -> bool:
+    """True if the HTML page ``path`` is an xraygan report (its generator tag, or the title of older ones)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    return '<meta name="generator" content="xraygan report">' in head or "<title>xraygan report: " in head

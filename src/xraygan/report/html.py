@@ -397,6 +397,7 @@ def render_report(path: str | Path, now: _dt.datetime | None = None) -> str:
     title = f"xraygan report: {info.root.resolve().name}"
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<meta name="generator" content="xraygan report">'
             f'<link rel="icon" href="data:,"><title>{escape(title)}</title><style>{CSS}</style></head><body>\n'
             f"<h1>{escape(title)}</h1><p class=synthetic>Generated images in this report are SYNTHETIC: made by a GAN, "
             f"not images of any patient; for research, not for diagnosis.</p>\n<nav>{nav}</nav>\n"
