@@ -263,6 +263,15 @@ def test_evaluate_never_overwrites_a_file_it_did_not_write(tmp_path):
     assert main([*cmd, str(mine / "e.json")]) == 2  # under a file
 
 
+def test_smaller_synthetic_images_are_compared_at_their_own_size(tmp_path):
+    real = make_prepared(tmp_path / "real", size=32, n_per_class=12)
+    fake = make_prepared(tmp_path / "fake", size=16, n_per_class=12, seed=5)
+    res = evaluate(real, fake, features="random", n=12, **FAST)
+    assert res["resized"] == {"real": [32, 16]} and res["resolution"] == 16
+    assert any("resized to 16 px" in w for w in res["warnings"])
+    assert evaluate(real, fake, features="random", n=12, size=32, **FAST)["resized"] == {"fake": [16, 32]}  # asked for
+
+
 def test_channels_are_folded_to_grayscale(tmp_path):
     real = make_prepared(tmp_path / "real", size=16, n_per_class=10)
     for c, name in enumerate(["NORMAL", "PNEUMONIA"]):

@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", default="best", help="with RUN: checkpoint to sample (best, latest or a path); falls back to latest when there is no best.pt")
     p.add_argument("--features", default="xray", choices=("xray", "random", "inception", "radiomics"), help="feature extractor for FD, KID, PRDC and feature-space memorisation")
     p.add_argument("--n", type=arg(positive_int), default=2000, help="images per side (real half A, real half B, synthetic); fewer if fewer exist")
-    p.add_argument("--size", type=arg(positive_int), default=None, help="evaluation resolution in pixels (default: the real images' size); both sides are resized with the same resizer")
+    p.add_argument("--size", type=arg(positive_int), default=None, help="evaluation resolution in pixels (default: the smaller of the real and synthetic images' sizes: synthetic images are never upsampled unless asked); both sides are resized with the same resizer")
     p.add_argument("--out", type=Path, default=None, help="JSON file to write (and OUT.pairs.png); default: RUN/eval/step_<step>_<features>.json, or FAKE.eval-<features>.json beside --fake")
     p.add_argument("--force", action="store_true", help="replace an existing --out JSON (and its OUT.pairs.png) that xraygan evaluate wrote")
     g = p.add_argument_group("metric options")

@@ -254,6 +254,13 @@ def evaluate(real: str | Path, fake: str | Path | None = None, *, train: str | P
         fake_set, run_info = sample_run(run, checkpoint, real_set, options.get("n", 2000), options.get("seed", 0), options.get("device", "auto"))
     else:
         fake_set, run_info = _open(fake, "--fake"), None
+    if size is None and fake_set.pixels.shape[-1] < eval_size:  # compare at the generator's size: never upsample its images
+        fake_size = int(fake_set.pixels.shape[-1])
+        resized["real"] = [int(real_set.pixels.shape[-1]), fake_size]
+        warnings.append(f"real images are {real_set.pixels.shape[-1]} px, synthetic {fake_size} px; the real ones were resized "
+                        f"to {fake_size} px (give --size to choose the evaluation size)")
+        real_set = Images(_resize_pixels(real_set.pixels, fake_size), real_set.labels, real_set.classes)
+        eval_size = fake_size
     if fake_set.pixels.shape[-1] != eval_size:
         resized["fake"] = [int(fake_set.pixels.shape[-1]), eval_size]
         warnings.append(f"synthetic images are {fake_set.pixels.shape[-1]} px; resized to {eval_size} px with the same resizer as the real ones")
