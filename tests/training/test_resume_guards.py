@@ -2,6 +2,7 @@
 refused, and Ctrl-C / SIGTERM stop training (checkpoint written) with exit status 130 / 143."""
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -118,11 +119,27 @@ def test_a_run_inside_a_folder_another_process_writes_is_refused(tiny_prepared: 
     assert _step(run) == 3
 
 
-def _start_then_signal(cmd: list[str], started: Path, sig: int, cwd: Path) -> subprocess.CompletedProcess:
-    """Run ``cmd`` (an xraygan command line), send ``sig`` once ``started`` exists, return its result."""
+def _logged_steps(metrics: Path) -> list[int]:
+    try:
+        lines = metrics.read_text().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            out.append(int(json.loads(line).get("step", -1)))
+        except (ValueError, AttributeError):
+            pass  # a line being written
+    return out
+
+
+def _start_then_signal(cmd: list[str], started, sig: int, cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``cmd`` (an xraygan command line), send ``sig`` once ``started`` (a Path) exists or
+    ``started()`` is true, return its result."""
+    ready = started if callable(started) else started.is_file
     proc = subprocess.Popen([sys.executable, "-m", "xraygan", *cmd], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not started.is_file() and proc.poll() is None and time.monotonic() < deadline:
+    while not ready() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(sig)
@@ -138,8 +155,8 @@ def test_ctrl_c_and_sigterm_checkpoint_then_exit_130_and_143(tiny_prepared: Path
     assert "interrupted by SIGINT" in res.stderr and f"--resume {run}" in res.stderr and "Traceback" not in res.stderr
     step = _step(run)
     assert 1 <= step < 100000
-    (run / "metrics.jsonl").unlink()  # written again by the resumed run: the sign that it trains
-    res = _start_then_signal(["train", "--resume", str(run), "-q"], run / "metrics.jsonl", signal.SIGTERM, tmp_path)
+    res = _start_then_signal(["train", "--resume", str(run), "-q"],  # once the resumed run has logged a step beyond
+                             lambda: max(_logged_steps(run / "metrics.jsonl"), default=-1) > step, signal.SIGTERM, tmp_path)
     assert res.returncode == 143, res.stderr
     assert "stopped by SIGTERM" in res.stderr and "Traceback" not in res.stderr
     assert _step(run) > step
