@@ -123,3 +123,29 @@ def test_a_learning_curve_runs_all_fractions_in_one_pool_with_the_sequential_uni
     assert starts == [f"experiment: 12 units (6 already done) in {out}; running 6 on 2 local processes"]
     assert par["units_run_this_invocation"] == len(gone) == 6
     assert _units(out) == a  # every score of every unit of both fractions, bit for bit
+
+
+@pytest.mark.parametrize("sig, status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_stops_the_workers_and_the_experiment_at_once(tiny_prepared, tmp_path, sig, status):
+    """Ctrl-C / SIGTERM while worker processes train fold GANs: exit in seconds, workers gone, and a
+    rerun finishes the experiment (it used to wait forever on the pool)."""
+    import signal
+    import subprocess
+    import time
+
+    gan = tmp_path / "gan.yaml"
+    gan.write_text("conditional: true\nsize: 16\nwidth: 8\nbatch: 16\nsteps: 100000\nckpt_every: 20\nthreads: 1\n")
+    out = tmp_path / "exp"
+    cmd = [sys.executable, "-m", "xraygan", "experiment", str(tiny_prepared), "--gan-config", str(gan), "--folds", "2",
+           "--seeds", "1", "--ratios", "1", "--steps", "5", "--input-size", "16", "--bootstrap", "10", "--arms",
+           "real,real+synthetic", "--out", str(out), "--workers", "2", "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("gans/*/*/checkpoints/latest.pt")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # the fold GANs are training in the workers
+    assert proc.poll() is None, proc.communicate()
+    t = time.monotonic()
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == status, err
+    assert time.monotonic() - t < 60 and "Traceback" not in err

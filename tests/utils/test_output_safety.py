@@ -127,6 +127,9 @@ def test_outputs_inside_inputs_are_refused_for_every_command(tmp_path, run, caps
 
 
 def test_report_force_replaces_only_its_own_page(tmp_path, run, capsys):
+    (tmp_path / "images").mkdir()
+    assert main(["report", str(tmp_path / "images")]) == 1  # not a run: nothing written into it
+    assert "not an xraygan training run" in capsys.readouterr().err and not list((tmp_path / "images").iterdir())
     page = tmp_path / "mine.html"
     page.write_text("<html><body>my notes</body></html>")
     assert main(["report", str(run), "--out", str(page), "--force"]) == 1

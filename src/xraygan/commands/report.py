@@ -27,6 +27,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.path is None:
         raise UsageError("give the folder to report on: xraygan report RUN_OR_EXPERIMENT_DIR [--out FILE.html]")
+    from xraygan.utils.ownership import output_kind
+
+    if Path(args.path).is_dir() and output_kind(args.path) not in ("run", "experiment", "demo"):
+        raise XrayganError(f"{args.path} is not an xraygan training run, experiment or demo folder; nothing to report "
+                           "(give the folder `xraygan train` or `xraygan experiment` wrote)")
     out = args.out if args.out is not None else Path(args.path) / "report.html"
     if out.is_file() and out.suffix.lower() not in (".html", ".htm"):  # --force replaces only an HTML page
         raise XrayganError(f"--out {out} is an existing file that is not an HTML report; refusing to replace it even with --force")

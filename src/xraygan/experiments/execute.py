@@ -183,7 +183,7 @@ def _run_local(jobs: Jobs, groups: list[Group], workers: int, on_unit, on_gan) -
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     level = _level()
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_ignore_sigint)
     running: dict = {}
 
     def submit_units(g: Group) -> None:  # a task carries the Jobs (a config: small) and the fold's rows
@@ -206,10 +206,42 @@ def _run_local(jobs: Jobs, groups: list[Group], workers: int, on_unit, on_gan) -
                     submit_units(g)
                 else:
                     on_unit(result)
-    except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)  # running units finish (and are kept); the rest never start
+    except BaseException as err:
+        from xraygan.utils.locks import Terminated
+
+        if isinstance(err, Exception) and not isinstance(err, Terminated):
+            pool.shutdown(wait=True, cancel_futures=True)  # a unit failed: running ones finish (and are kept), the rest never start
+        else:  # Ctrl-C or SIGTERM: stop the workers now (a training worker checkpoints on SIGTERM), never wait on them
+            _stop_workers(pool)
         raise
     pool.shutdown(wait=True)
+
+
+def _ignore_sigint() -> None:
+    """Pool workers leave Ctrl-C to the coordinator, which stops them with SIGTERM (see _stop_workers);
+    a training run installs its own graceful handler on top."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_workers(pool, grace: float = 30.0) -> None:
+    """Cancel what has not started, send SIGTERM to every worker process (training checkpoints and
+    stops; finished units are already written), wait at most ``grace`` seconds, then kill."""
+    import time
+
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.terminate()
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
 
 
 # --- Ray -------------------------------------------------------------------------------------------
