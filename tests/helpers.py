@@ -77,3 +77,18 @@ def tiny_experiment(prep: Path, out: Path, **kw):
     base = dict(prepared=str(prep), out=str(out), gan_config="noise", arms=("real",), ratios=(1.0,), folds=2, seeds=1,
                 classifier=ClassifierConfig(input_size=16, steps=6, batch=8), n_boot=30)
     return ExperimentConfig(**{**base, **kw})
+
+
+def random_class_folder(root: Path, n: int = 6, seed: int = 0, prefix: str = "") -> Path:
+    """SOURCE/<class>/*.png: 2 classes of n distinct random 16-px images (``PREFIXp<i>_<class>.png``)."""
+    rng = np.random.default_rng(seed)
+    for c in ("NORMAL", "PNEUMONIA"):
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(root / c / f"{prefix}p{i}_{c}.png")
+    return root
+
+
+def file_tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (relative path -> bytes): compare before and after to prove nothing changed."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

@@ -19,23 +19,17 @@ from xraygan.cli import main
 from xraygan.errors import UsageError
 from xraygan.utils import ownership
 from xraygan.utils.ownership import check_output_dir, foreign_entries, output_kind
+from tests.helpers import file_tree, random_class_folder
 
 TINY = ["--batch", "8", "--width", "8", "--latent-dim", "16", "--device", "cpu", "--threads", "1", "-q"]
 QUICK_EVAL = ["--features", "random", "--device", "cpu", "-q"]
 
 
 def _class_folder(root: Path, seed: int, n: int = 6) -> Path:
-    """SOURCE/<class>/*.png: 2 classes of n distinct 16-px images."""
-    rng = np.random.default_rng(seed)
-    for c in ("NORMAL", "PNEUMONIA"):
-        (root / c).mkdir(parents=True)
-        for i in range(n):
-            Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(root / c / f"s{seed}p{i}_{c}.png")
-    return root
+    return random_class_folder(root, n, seed, prefix=f"s{seed}")
 
 
-def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+_tree = file_tree
 
 
 @pytest.fixture(scope="module")

@@ -19,23 +19,17 @@ from PIL import Image
 from tests.helpers import make_prepared
 from xraygan.cli import main
 from xraygan.utils import fs
+from tests.helpers import file_tree, random_class_folder
 
 TINY = ["--batch", "8", "--width", "8", "--latent-dim", "16", "--device", "cpu", "--threads", "1", "-q"]
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _class_folder(root: Path, n: int = 6) -> Path:
-    """SOURCE/<class>/*.png: 2 classes of n distinct 16-px images."""
-    rng = np.random.default_rng(0)
-    for c in ("NORMAL", "PNEUMONIA"):
-        (root / c).mkdir(parents=True)
-        for i in range(n):
-            Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(root / c / f"p{i}_{c}.png")
-    return root
+    return random_class_folder(root, n)
 
 
-def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+_tree = file_tree
 
 
 def _prepare(src: Path, out: Path, *extra: str) -> int:
